@@ -1,0 +1,1 @@
+"""Chat adapters, chosen by URL scheme in rag.registry."""

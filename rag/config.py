@@ -1,0 +1,164 @@
+"""Configuration: one pydantic-settings root, ``RAG_`` prefix, nested sections (``RAG_STORE__URL``).
+
+Built only at entry points (the app factory, the worker main, the CLI callback) and passed down.
+An optional YAML file (``RAG_CONFIG_FILE`` or ``--config``) supplies values below the environment.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    YamlConfigSettingsSource,
+)
+
+from rag.errors import ConfigError
+
+
+class StoreSettings(BaseModel):
+    """Where chunks and vectors live."""
+
+    url: str = Field("chroma://.rag/chroma", description="Vector store URL; the scheme picks the backend.")
+    collection: str = Field("docs", description="Collection name (Chroma: 3-512 chars of [a-zA-Z0-9._-]).")
+    api_key: SecretStr | None = Field(None, description="Token for a store server that needs one (Milvus).")
+    timeout_s: float = Field(10.0, description="Connect/request timeout for store servers, seconds.")
+
+
+class EmbedSettings(BaseModel):
+    """How text becomes vectors."""
+
+    url: str = Field("st://all-MiniLM-L6-v2", description="Embedder URL; the scheme picks the backend.")
+    batch_size: int = Field(64, ge=1, le=4096, description="Texts per embedding call.")
+    query_prefix: str = Field("", description="Prepended to queries (e.g. 'query: ' for e5 models).")
+    document_prefix: str = Field("", description="Prepended to passages (e.g. 'passage: ' for e5).")
+    api_key: SecretStr | None = Field(None, description="Key for a remote embedding endpoint.")
+    timeout_s: float = Field(60.0, description="Request timeout for remote embedders, seconds.")
+
+
+class ChatSettings(BaseModel):
+    """How answers are generated."""
+
+    url: str = Field(
+        "auto",
+        description="Chat backend URL; 'auto' = Ollama on localhost:11434 if it answers, else extractive.",
+    )
+    api_key: SecretStr | None = Field(None, description="Key for the chat endpoint (OpenAI, KServe).")
+    timeout_s: float = Field(120.0, description="Per-request timeout toward the chat backend, seconds.")
+    max_tokens: int = Field(512, ge=1, description="Default answer length limit, tokens.")
+    temperature: float = Field(0.1, ge=0.0, le=2.0, description="Default sampling temperature.")
+
+
+class RetrievalSettings(BaseModel):
+    """How many and which chunks become sources."""
+
+    k: int = Field(5, ge=1, le=100, description="Sources given to the generator.")
+    min_score: float = Field(
+        0.2, description="Chunks below this similarity are not used; below it everywhere = 'no answer'."
+    )
+
+
+class IngestSettings(BaseModel):
+    """How documents become chunks."""
+
+    chunk_size: int = Field(300, ge=32, le=8192, description="Target chunk size, tokens of the embedder.")
+    chunk_overlap: int = Field(40, ge=0, le=2048, description="Overlap between chunks, tokens.")
+    max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are refused, MiB.")
+    default_groups: list[str] = Field(
+        default_factory=lambda: ["public"], description="ACL groups of documents no rule labels."
+    )
+    include: list[str] = Field(default_factory=list, description="Glob patterns to include (empty = all).")
+    exclude: list[str] = Field(default_factory=list, description="Glob patterns to skip.")
+
+
+class ServerSettings(BaseModel):
+    """The HTTP service."""
+
+    host: str = Field("127.0.0.1", description="Bind address.")
+    port: int = Field(8000, ge=0, le=65535, description="Bind port.")
+    model_name: str = Field("rag", description="Model id advertised on /v1/models.")
+    max_request_kb: int = Field(512, ge=1, description="Largest accepted request body, KiB.")
+    auth_required: bool = Field(False, description="Require an API key on every /v1 route.")
+
+    @field_validator("model_name")
+    @classmethod
+    def _model_name_not_blank(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("must not be blank")
+        return v
+
+
+class Settings(BaseSettings):
+    """The root of all configuration."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    data_dir: Path = Field(Path(".rag"), description="Local state: embedded stores, sync state, logs.")
+    log_level: str = Field("INFO", description="Python log level.")
+    store: StoreSettings = Field(default_factory=StoreSettings)
+    embed: EmbedSettings = Field(default_factory=EmbedSettings)
+    chat: ChatSettings = Field(default_factory=ChatSettings)
+    retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Order: explicit arguments, environment, then the YAML file named by ``_yaml_file``."""
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        yaml_file = _YAML_FILE.get("path")
+        if yaml_file is not None:
+            sources.append(YamlConfigSettingsSource(settings_cls, yaml_file=yaml_file))
+        return tuple(sources)
+
+
+# The YAML path is handed to settings_customise_sources for the duration of one load() call.
+_YAML_FILE: dict[str, Path | None] = {"path": None}
+
+
+def load(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build and validate the settings; every problem becomes one ConfigError.
+
+    Args:
+        config_file: optional YAML file; ``RAG_CONFIG_FILE`` names one when this is not given.
+        overrides: explicit values that win over everything else (CLI flags).
+    """
+    path = config_file or os.environ.get("RAG_CONFIG_FILE")
+    if path and not Path(path).is_file():
+        raise ConfigError(f"config file not found: {path}")
+    _YAML_FILE["path"] = Path(path) if path else None
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as e:
+        raise ConfigError("invalid configuration:\n" + _format_errors(e)) from e
+    finally:
+        _YAML_FILE["path"] = None
+    from rag.registry import validate_urls
+
+    validate_urls(settings)
+    return settings
+
+
+def _format_errors(e: ValidationError) -> str:
+    lines = []
+    for err in e.errors():
+        loc = "__".join(str(p) for p in err["loc"]).upper()
+        lines.append(f"  RAG_{loc}: {err['msg']}")
+    return "\n".join(lines)

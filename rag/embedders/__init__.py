@@ -1,0 +1,1 @@
+"""Embedders adapters, chosen by URL scheme in rag.registry."""

@@ -1,0 +1,106 @@
+"""The seams: one small Protocol per pluggable role. Adapters satisfy them by shape.
+
+All seams are async. Adapters around synchronous SDKs run the blocking call in a worker thread
+(``asyncio.to_thread``) so the service's event loop never blocks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from rag.types import ChatRequest, Chunk, Delta, EmbedderInfo, Filter, ScoredChunk
+
+
+@runtime_checkable
+class Embedder(Protocol):
+    """Turns text into unit-length vectors; queries and documents may be embedded differently."""
+
+    @property
+    def info(self) -> EmbedderInfo:
+        """Identity and dimension, recorded by every collection this embedder builds."""
+        ...
+
+    async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed passages; returns a float32 array of shape (len(texts), dim)."""
+        ...
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        """Embed one search query; returns a float32 vector of shape (dim,)."""
+        ...
+
+
+@runtime_checkable
+class VectorStore(Protocol):
+    """One collection of chunks in a vector database."""
+
+    @property
+    def name(self) -> str:
+        """Collection name."""
+        ...
+
+    async def open(self, embedder: EmbedderInfo, *, create: bool) -> None:
+        """Open the collection, creating it if asked.
+
+        Raises:
+            CollectionNotFound: it does not exist and ``create`` is false.
+            EmbedderMismatch: it was built by a different embedder.
+            UpstreamUnavailable: the store cannot be reached.
+        """
+        ...
+
+    async def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Insert or replace chunks by id (idempotent)."""
+        ...
+
+    async def delete(self, ids: Sequence[str]) -> None:
+        """Remove chunks by id; unknown ids are ignored."""
+        ...
+
+    async def delete_sources(self, sources: Sequence[str]) -> int:
+        """Remove every chunk of the given source documents; returns how many were removed."""
+        ...
+
+    async def search(self, vector: np.ndarray, k: int, flt: Filter | None = None) -> list[ScoredChunk]:
+        """Nearest chunks by cosine similarity (higher is better), filtered inside the store."""
+        ...
+
+    async def get(self, ids: Sequence[str]) -> list[Chunk]:
+        """Fetch chunks by id (missing ids are skipped)."""
+        ...
+
+    async def count(self, flt: Filter | None = None) -> int:
+        """Number of chunks matching the filter."""
+        ...
+
+    async def sources(self) -> dict[str, int]:
+        """Every source document in the collection with its chunk count."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and files."""
+        ...
+
+
+@runtime_checkable
+class ChatBackend(Protocol):
+    """Generates an answer, always as a stream of deltas."""
+
+    @property
+    def name(self) -> str:
+        """A stable label such as ``openai+http://host/v1?model=x``, reported to callers."""
+        ...
+
+    def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        """Generate; the last delta carries ``finish_reason`` (and usage when known)."""
+        ...
+
+    async def health(self) -> bool:
+        """Cheap reachability check, used for start-up choice and readiness."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and models."""
+        ...

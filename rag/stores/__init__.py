@@ -1,0 +1,1 @@
+"""Stores adapters, chosen by URL scheme in rag.registry."""

@@ -1,0 +1,117 @@
+"""Plain data that flows between the seams. Frozen dataclasses; pydantic lives at the edges."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+PUBLIC_GROUP = "public"
+
+# Metadata fields a filter may name; anything else is rejected rather than ignored.
+FILTERABLE_FIELDS = frozenset({"source", "title", "section", "page", "lang", "doc_hash"})
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One retrievable passage of a document, with everything needed to cite it."""
+
+    id: str
+    text: str
+    source: str
+    title: str = ""
+    section: str = ""
+    page: int | None = None
+    index: int = 0
+    groups: tuple[str, ...] = (PUBLIC_GROUP,)
+    content_hash: str = ""
+    doc_hash: str = ""
+    lang: str = ""
+    mtime: float = 0.0
+    ingested_at: float = 0.0
+
+
+@dataclass(frozen=True)
+class ScoredChunk:
+    """A chunk with its relevance score (higher is better, whatever the backend)."""
+
+    chunk: Chunk
+    score: float
+
+
+@dataclass(frozen=True)
+class Filter:
+    """Restricts a search. ``groups`` is the caller's ACL: a chunk matches if it shares any group.
+
+    ``None`` means "no restriction"; an empty ``groups`` tuple matches nothing.
+    """
+
+    groups: tuple[str, ...] | None = None
+    sources: tuple[str, ...] | None = None
+    where: Mapping[str, str | int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class EmbedderInfo:
+    """The identity a collection records so it can refuse a different embedder."""
+
+    id: str
+    dim: int
+
+
+Role = Literal["system", "user", "assistant", "tool"]
+
+
+@dataclass(frozen=True)
+class Message:
+    """One chat message."""
+
+    role: Role
+    content: str
+
+
+@dataclass(frozen=True)
+class GenParams:
+    """Sampling parameters passed through to a chat backend."""
+
+    temperature: float | None = None
+    top_p: float | None = None
+    max_tokens: int | None = None
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+
+
+@dataclass(frozen=True)
+class ChatRequest:
+    """What a chat backend is asked to do.
+
+    ``messages`` is the full prompt (sources already numbered in it); ``sources`` and ``question``
+    are given too, so answerers that need no LLM (the extractive one) can work from them directly.
+    """
+
+    messages: tuple[Message, ...]
+    sources: tuple[ScoredChunk, ...] = ()
+    question: str = ""
+    params: GenParams = field(default_factory=GenParams)
+
+
+@dataclass(frozen=True)
+class Usage:
+    """Token counts as the backend reports them (or as estimated where it does not)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt plus completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+
+@dataclass(frozen=True)
+class Delta:
+    """One piece of a streamed generation. The last piece carries ``finish_reason`` and usage."""
+
+    text: str = ""
+    finish_reason: str | None = None
+    usage: Usage | None = None
