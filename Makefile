@@ -1,0 +1,9 @@
+.PHONY: run test install lint bench
+run:            ## install, ingest the sample documents, serve on http://127.0.0.1:8000
+	scripts/quickstart.sh
+test:           ## install dev extras, lint, type-check, run every test
+	scripts/test.sh
+install:
+	scripts/install.sh dev
+lint:
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy

@@ -1,0 +1,270 @@
+"""The ``rag`` command line. Errors become a one-line message and an exit code here, and only here."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import sys
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from rag.config import Settings, load
+from rag.errors import ConfigError, RagError
+
+app = typer.Typer(
+    name="rag",
+    help="onprem-rag: ingest documents, ask questions with cited answers, serve an OpenAI-compatible API.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+log = logging.getLogger("rag.cli")
+
+T = TypeVar("T")
+
+# Exit codes: 0 ok, 1 some work failed (e.g. documents that did not ingest), 2 usage or configuration,
+# 3 a backend is unavailable or refused the request.
+EXIT_PARTIAL, EXIT_CONFIG, EXIT_BACKEND = 1, 2, 3
+
+
+class _State:
+    """Options given before the subcommand, turned into Settings on first use."""
+
+    config_file: Path | None = None
+    overrides: dict[str, str] = {}  # noqa: RUF012 - one instance per process
+    _settings: Settings | None = None
+
+    def settings(self) -> Settings:
+        if self._settings is None:
+            for key, value in self.overrides.items():
+                os.environ[key] = value
+            self._settings = load(self.config_file)
+        return self._settings
+
+
+state = _State()
+
+
+def run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run one async command, turning project errors into a message and an exit code."""
+    try:
+        return asyncio.run(coro_fn())
+    except ConfigError as e:
+        err.print(f"[bold red]configuration error:[/] {e.message}")
+        raise typer.Exit(EXIT_CONFIG) from None
+    except RagError as e:
+        err.print(f"[bold red]error ({e.status} {e.code or e.type}):[/] {e.message}")
+        raise typer.Exit(EXIT_BACKEND if e.status >= 500 else EXIT_CONFIG) from None
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        raise typer.Exit(130) from None
+
+
+@app.callback()
+def main_options(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config file.")] = None,
+    store: Annotated[str | None, typer.Option(help="Vector store URL, e.g. milvus+lite:///data/rag.db")] = None,
+    collection: Annotated[str | None, typer.Option(help="Collection name.")] = None,
+    embed: Annotated[str | None, typer.Option(help="Embedder URL, e.g. st://all-MiniLM-L6-v2")] = None,
+    chat: Annotated[str | None, typer.Option(help="Chat backend URL, e.g. ollama://localhost:11434?model=x")] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG level.")] = False,
+) -> None:
+    """Options shared by every command; each also reads RAG_* environment variables."""
+    state.config_file = config
+    for env, value in (
+        ("RAG_STORE__URL", store),
+        ("RAG_STORE__COLLECTION", collection),
+        ("RAG_EMBED__URL", embed),
+        ("RAG_CHAT__URL", chat),
+    ):
+        if value is not None:
+            state.overrides[env] = value
+    if verbose:
+        state.overrides["RAG_LOG_LEVEL"] = "DEBUG"
+    level = "DEBUG" if verbose else os.environ.get("RAG_LOG_LEVEL", "WARNING")
+    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+
+
+def _settings() -> Settings:
+    try:
+        return state.settings()
+    except ConfigError as e:
+        err.print(f"[bold red]configuration error:[/] {e.message}")
+        raise typer.Exit(EXIT_CONFIG) from None
+
+
+@app.command()
+def ingest(
+    source: Annotated[str, typer.Argument(help="Folder, file, file:// or s3:// URI to ingest.")],
+    report: Annotated[Path | None, typer.Option(help="Also write the summary as JSON here.")] = None,
+) -> None:
+    """Ingest documents: new and changed files are embedded, deleted ones removed.
+
+    Example: rag ingest examples/docs --report ingest.json
+    """
+    settings = _settings()
+
+    async def go() -> Any:
+        from ingest.progress import RichProgress
+        from ingest.worker import ingest_source
+        from rag.registry import make_embedder, make_store
+
+        embedder = make_embedder(settings)
+        store = make_store(settings)
+        try:
+            await store.open(embedder.info, create=True)
+            with RichProgress(err) as progress:
+                return await ingest_source(settings, store, embedder, source, progress=progress)
+        finally:
+            await store.close()
+
+    result = run(go)
+    summary = result.to_dict()
+    _print_ingest_summary(summary)
+    if report:
+        report.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if summary.get("failed"):
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+def _print_ingest_summary(summary: dict[str, Any]) -> None:
+    table = Table(title="Ingestion summary", show_header=False)
+    for key in ("added", "updated", "deleted", "unchanged", "skipped", "chunks_added", "chunks_deleted"):
+        value = summary.get(key, 0)
+        table.add_row(key.replace("_", " "), str(len(value) if isinstance(value, list) else value))
+    table.add_row("seconds", f"{summary.get('seconds', 0):.1f}")
+    out.print(table)
+    for failure in summary.get("failed", []):
+        err.print(f"[red]failed[/] {failure['source']}: {failure['reason']}")
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question.")],
+    group: Annotated[list[str] | None, typer.Option("--group", "-g", help="Caller's ACL group (repeat).")] = None,
+    stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = True,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the answer and sources as JSON.")] = False,
+) -> None:
+    """Ask one question against the collection and print the cited answer.
+
+    Example: rag ask "How long may a GPU job run?" -g public -g oncall
+    """
+    settings = _settings()
+    groups = tuple(group) if group else tuple(settings.ingest.default_groups)
+
+    async def go() -> Any:
+        from rag.pipeline import Answer, Pipeline
+        from rag.types import Filter, Message
+
+        pipeline = await Pipeline.build(settings)
+        try:
+            prepared = await pipeline.prepare([Message("user", question)], Filter(groups=groups))
+            async for event in pipeline.stream(prepared):
+                if isinstance(event, Answer):
+                    return event
+                if stream and not as_json:
+                    out.print(event.text, end="", soft_wrap=True, highlight=False)
+            raise AssertionError("no answer")  # pragma: no cover
+        finally:
+            await pipeline.close()
+
+    answer = run(go)
+    if as_json:
+        out.print_json(
+            data={
+                "answer": answer.text,
+                "backend": answer.backend,
+                "sources": [
+                    {"n": c.n, "source": c.hit.chunk.source, "title": c.hit.chunk.title, "score": c.hit.score}
+                    for c in answer.citations
+                ],
+            }
+        )
+        return
+    if not stream:
+        out.print(answer.text, highlight=False)
+    out.print()
+    for c in answer.citations:
+        ch = c.hit.chunk
+        where = f", page {ch.page}" if ch.page is not None else (f", {ch.section}" if ch.section else "")
+        out.print(f"  [{c.n}] {ch.title or ch.source}{where}  [dim]{ch.source}  score {c.hit.score:.2f}[/]")
+    err.print(f"[dim]answered by {answer.backend}[/]")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address (default from RAG_SERVER__HOST).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default from RAG_SERVER__PORT).")] = None,
+) -> None:
+    """Serve the OpenAI-compatible API and the web console.
+
+    Example: rag serve --port 8000, then open http://127.0.0.1:8000/
+    """
+    if host:
+        state.overrides["RAG_SERVER__HOST"] = host
+    if port is not None:
+        state.overrides["RAG_SERVER__PORT"] = str(port)
+    settings = _settings()
+    import uvicorn
+
+    base = f"http://{settings.server.host}:{settings.server.port}"
+    out.print(f"[bold green]onprem-rag[/] serving on {base}  (web console: {base}/ , API: {base}/v1)")
+    out.print(
+        "Try:\n"
+        f"  curl -s {base}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
+        f"    -d '{{\"model\": \"{settings.server.model_name}\", \"messages\": "
+        '[{"role": "user", "content": "How long may a GPU job run?"}]}\'\n'
+        f"  python -c \"from openai import OpenAI; c = OpenAI(base_url='{base}/v1', api_key='none'); "
+        f"print(c.chat.completions.create(model='{settings.server.model_name}', "
+        "messages=[{'role': 'user', 'content': 'How long may a GPU job run?'}]).choices[0].message.content)\""
+    )
+    # The app factory reads the same RAG_* environment this process was configured with.
+    if state.config_file:
+        os.environ["RAG_CONFIG_FILE"] = str(state.config_file)
+    uvicorn.run(
+        "serving.app:create_app",
+        factory=True,
+        host=settings.server.host,
+        port=settings.server.port,
+        log_level=settings.log_level.lower(),
+    )
+
+
+@app.command("config")
+def show_config() -> None:
+    """Print the effective configuration (secrets masked)."""
+    settings = _settings()
+    out.print_json(settings.model_dump_json())
+
+
+@app.command()
+def backends() -> None:
+    """List the backend URL schemes for stores, embedders and chat."""
+    from rag.registry import CHATS, EMBEDDERS, STORES
+
+    for title, table_rows in (("Vector stores", STORES), ("Embedders", EMBEDDERS), ("Chat backends", CHATS)):
+        table = Table(title=title)
+        table.add_column("scheme")
+        table.add_column("extra")
+        table.add_column("what")
+        for scheme, entry in table_rows.items():
+            table.add_row(f"{scheme}://", entry.extra, entry.description)
+        out.print(table)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()
+
+
+if __name__ == "__main__":
+    main()
