@@ -83,7 +83,6 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=0, le=65535, description="Bind port.")
     model_name: str = Field("rag", description="Model id advertised on /v1/models.")
     max_request_kb: int = Field(512, ge=1, description="Largest accepted request body, KiB.")
-    auth_required: bool = Field(False, description="Require an API key on every /v1 route.")
 
     @field_validator("model_name")
     @classmethod
