@@ -50,9 +50,11 @@ class SentenceTransformerEmbedder:
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
+            import transformers
             from sentence_transformers import SentenceTransformer
         except ModuleNotFoundError as e:
             raise MissingExtra("sentence-transformers", "core") from e
+        transformers.logging.disable_progress_bar()
         if not model_path.is_dir():
             raise ConfigError(f"embedding model directory not found: {model_path}")
         self._model: Any = SentenceTransformer(str(model_path), device=device or "cpu", local_files_only=True)
