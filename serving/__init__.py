@@ -1,0 +1,1 @@
+"""The retrieval service: an OpenAI-compatible FastAPI app over the RAG pipeline."""

@@ -1,0 +1,82 @@
+"""The app factory: ``uvicorn --factory serving.app:create_app``."""
+
+from __future__ import annotations
+
+import importlib.resources
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from rag.config import Settings, load
+from rag.pipeline import Pipeline
+from serving import errors
+from serving.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from serving.routes import router
+
+log = logging.getLogger(__name__)
+
+
+def _static_dir() -> Path | None:
+    """``ui/static`` as installed with the package (found as a resource, not imported as code)."""
+    try:
+        path = Path(str(importlib.resources.files("ui") / "static"))
+    except ModuleNotFoundError:
+        return None
+    return path if (path / "index.html").is_file() else None
+
+
+def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = None) -> FastAPI:
+    """Build the service. ``pipeline``, when given (tests), is used as is and not closed by the app."""
+    settings = settings or (pipeline.settings if pipeline is not None else load())
+    if not logging.getLogger().handlers:
+        # Under plain uvicorn nothing configures the root logger; rag.* and serving.* log through it.
+        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.pipeline = pipeline or await Pipeline.build(settings)
+        try:
+            yield
+        finally:
+            if pipeline is None:
+                await app.state.pipeline.close()
+
+    app = FastAPI(
+        title="onprem-rag",
+        summary="OpenAI-compatible retrieval-augmented chat over your own documents.",
+        version="0.1.0",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        strict_content_type=False,
+    )
+    app.state.settings = settings
+    app.state.started_at = int(time.time())
+    app.include_router(router)
+    _mount_ui(app)
+    # Added last = outermost: the request id is set before anything else can fail.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_request_kb * 1024)
+    errors.install(app)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def _mount_ui(app: FastAPI) -> None:
+    static = _static_dir()
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        if static is None:
+            raise HTTPException(404, "the web page is not installed (ui/static/index.html is missing)")
+        return FileResponse(static / "index.html", headers={"Cache-Control": "no-cache"})
+
+    if static is not None:
+        app.mount("/static", StaticFiles(directory=static), name="static")
+    else:
+        log.warning("ui/static not found: the web page at / is disabled")

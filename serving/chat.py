@@ -1,0 +1,250 @@
+"""Chat completions: OpenAI request to pipeline call, pipeline events to OpenAI responses and SSE.
+
+The retrieval and generation logic lives in :mod:`rag.pipeline`; this module only converts.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from contextlib import aclosing
+from typing import Any
+
+from rag.errors import NotFound
+from rag.pipeline import Answer, Citation, Pipeline
+from rag.types import ChatRequest, Delta, Filter, GenParams, Message, Role, Usage
+from serving.errors import translate
+from serving.wire import (
+    AssistantMessage,
+    ChatCompletion,
+    ChatCompletionChunk,
+    ChatCompletionRequest,
+    Choice,
+    ChunkChoice,
+    DeltaMessage,
+    SourceRef,
+    UsageInfo,
+)
+
+log = logging.getLogger(__name__)
+
+Events = AsyncIterator[Delta | Answer]
+
+# Open WebUI's title/tags/follow-up prompts start with this line (its default task templates).
+TASK_MARKER = "### Task:"
+SNIPPET_CHARS = 300
+_ROLES: dict[str, Role] = {
+    "system": "system",
+    "developer": "system",
+    "user": "user",
+    "assistant": "assistant",
+    "tool": "tool",
+}
+
+
+def check_model(req_model: str, pipeline: Pipeline) -> None:
+    """Refuse a model name other than the one this service advertises."""
+    name = pipeline.settings.server.model_name
+    if req_model != name:
+        raise NotFound(
+            f"the model '{req_model}' does not exist; this service serves '{name}'",
+            param="model",
+            code="model_not_found",
+        )
+
+
+def to_messages(req: ChatCompletionRequest) -> tuple[Message, ...]:
+    """The request's messages as core messages (text only)."""
+    return tuple(Message(role=_ROLES[m.role], content=m.text()) for m in req.messages)
+
+
+def to_params(req: ChatCompletionRequest) -> GenParams:
+    """The sampling parameters the caller set."""
+    return GenParams(
+        temperature=req.temperature,
+        top_p=req.top_p,
+        max_tokens=req.token_limit(),
+        stop=req.stop_list(),
+        seed=req.seed,
+    )
+
+
+def is_task_request(messages: Sequence[Message]) -> bool:
+    """Whether this is one of Open WebUI's side requests (title, tags, follow-ups) rather than a question."""
+    for m in reversed(messages):
+        if m.role == "user":
+            return TASK_MARKER in m.content
+    return False
+
+
+async def events_for(pipeline: Pipeline, messages: tuple[Message, ...], params: GenParams, flt: Filter) -> Events:
+    """Deltas then one Answer: retrieval-augmented, or straight to the backend for Open WebUI tasks."""
+    if is_task_request(messages):
+        log.debug("task request: answering without retrieval")
+        return _passthrough(pipeline, messages, params)
+    prepared = await pipeline.prepare(messages, flt, params)
+    return pipeline.stream(prepared)
+
+
+async def _passthrough(pipeline: Pipeline, messages: tuple[Message, ...], params: GenParams) -> Events:
+    question = next((m.content for m in reversed(messages) if m.role == "user"), "")
+    request = ChatRequest(messages=messages, question=question, params=params)
+    parts: list[str] = []
+    finish, usage = "stop", Usage()
+    async with aclosing(pipeline.chat.stream(request)) as deltas:  # type: ignore[type-var]
+        async for delta in deltas:
+            if delta.text:
+                parts.append(delta.text)
+                yield Delta(text=delta.text)
+            finish = delta.finish_reason or finish
+            usage = delta.usage or usage
+    yield Answer(
+        text="".join(parts), citations=(), retrieved=(), backend=pipeline.chat.name, finish_reason=finish, usage=usage
+    )
+
+
+def estimate_tokens(text: str) -> int:
+    """A rough token count (about four characters a token) where the backend gives none."""
+    return math.ceil(len(text) / 4) if text else 0
+
+
+def usage_of(answer: Answer, messages: Sequence[Message]) -> UsageInfo:
+    """The backend's usage, or an estimate when it reported none."""
+    usage = answer.usage
+    prompt, completion = usage.prompt_tokens, usage.completion_tokens
+    if prompt == 0 and completion == 0:
+        prompt = sum(estimate_tokens(m.content) for m in messages)
+        completion = estimate_tokens(answer.text)
+    return UsageInfo(prompt_tokens=prompt, completion_tokens=completion, total_tokens=prompt + completion)
+
+
+def source_refs(citations: Sequence[Citation]) -> list[SourceRef]:
+    """The cited chunks as our ``sources`` extension."""
+    refs = []
+    for c in citations:
+        chunk = c.hit.chunk
+        snippet = " ".join(chunk.text.split())
+        if len(snippet) > SNIPPET_CHARS:
+            snippet = snippet[: SNIPPET_CHARS - 1].rstrip() + "…"
+        refs.append(
+            SourceRef(
+                n=c.n,
+                id=chunk.id,
+                title=chunk.title or chunk.source,
+                source=chunk.source,
+                section=chunk.section,
+                page=chunk.page,
+                snippet=snippet,
+                score=round(c.hit.score, 4),
+            )
+        )
+    return refs
+
+
+def completion_id() -> str:
+    """A fresh ``chatcmpl-`` id."""
+    return f"chatcmpl-{uuid.uuid4().hex}"
+
+
+async def complete(events: Events, model: str, messages: Sequence[Message]) -> ChatCompletion:
+    """Drain the events into one ``chat.completion`` with the ``sources`` extension."""
+    answer: Answer | None = None
+    async with aclosing(events) as stream:  # type: ignore[type-var]
+        async for event in stream:
+            if isinstance(event, Answer):
+                answer = event
+    if answer is None:  # pragma: no cover - the pipeline always ends with an Answer
+        raise RuntimeError("generation ended without an answer")
+    return ChatCompletion(
+        id=completion_id(),
+        model=model,
+        choices=[Choice(message=AssistantMessage(content=answer.text), finish_reason=answer.finish_reason)],
+        usage=usage_of(answer, messages),
+        sources=source_refs(answer.citations),
+    )
+
+
+def source_events(citations: Sequence[Citation]) -> list[dict[str, Any]]:
+    """Open WebUI's citation form: one ``{"type": "source", ...}`` event per cited document."""
+    by_doc: dict[str, dict[str, Any]] = {}
+    for c in citations:
+        chunk = c.hit.chunk
+        title = chunk.title or chunk.source
+        doc = by_doc.setdefault(
+            chunk.source,
+            {"source": {"name": title, "id": chunk.source}, "document": [], "metadata": []},
+        )
+        doc["document"].append(chunk.text)
+        meta: dict[str, Any] = {"source": chunk.source, "name": f"[{c.n}] {title}"}
+        if chunk.page is not None:
+            meta["page"] = chunk.page
+        if chunk.section:
+            meta["section"] = chunk.section
+        doc["metadata"].append(meta)
+    return [{"type": "source", "data": data} for data in by_doc.values()]
+
+
+def sse(payload: dict[str, Any] | str) -> bytes:
+    """One SSE ``data:`` event."""
+    data = payload if isinstance(payload, str) else json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return f"data: {data}\n\n".encode()
+
+
+def _chunk(chunk: ChatCompletionChunk) -> bytes:
+    body = chunk.model_dump()
+    for key in ("usage", "event"):
+        if body[key] is None:
+            del body[key]
+    for choice in body["choices"]:
+        choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
+    return sse(body)
+
+
+async def stream_sse(
+    first: Delta | Answer,
+    events: Events,
+    model: str,
+    messages: Sequence[Message],
+    include_usage: bool,
+    request_id: str | None = None,
+) -> AsyncIterator[bytes]:
+    """The SSE body: role, content, sources, finish, optional usage, ``[DONE]``; errors as a data event.
+
+    ``first`` is the event already taken from ``events`` so failures before the first byte could
+    still become a proper HTTP status.
+    """
+    cid, created = completion_id(), int(time.time())
+
+    def chunk(**kw: Any) -> bytes:
+        return _chunk(ChatCompletionChunk(id=cid, created=created, model=model, **kw))
+
+    try:
+        yield chunk(choices=[ChunkChoice(delta=DeltaMessage(role="assistant", content=""))])
+        async with aclosing(_chain(first, events)) as stream:  # type: ignore[type-var]
+            async for event in stream:
+                if isinstance(event, Delta):
+                    if event.text:
+                        yield chunk(choices=[ChunkChoice(delta=DeltaMessage(content=event.text))])
+                    continue
+                for ev in source_events(event.citations):
+                    yield chunk(choices=[], event=ev)
+                yield chunk(choices=[ChunkChoice(delta=DeltaMessage(), finish_reason=event.finish_reason)])
+                if include_usage:
+                    yield chunk(choices=[], usage=usage_of(event, messages))
+    except Exception as exc:
+        # Headers are gone: the failure can only be told in the stream itself.
+        status, body, _ = translate(exc, request_id)
+        log.warning("stream failed after it started (%s): %s", status, body["error"]["message"])
+        yield sse(body)
+    yield sse("[DONE]")
+
+
+async def _chain(first: Delta | Answer, rest: Events) -> Events:
+    yield first
+    async with aclosing(rest) as stream:  # type: ignore[type-var]
+        async for event in stream:
+            yield event

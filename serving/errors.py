@@ -1,0 +1,156 @@
+"""The one place where every failure becomes the OpenAI error envelope.
+
+``{"error": {"message", "type", "param", "code"}}`` with the right status, for our own errors
+(:class:`rag.errors.RagError`), request validation (400, never 422), routing errors (404, 405),
+oversized bodies (413) and anything unexpected (500, logged with its traceback, generic message).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from rag.errors import RagError, RateLimited
+from serving.wire import ErrorBody, ErrorResponse
+
+log = logging.getLogger(__name__)
+
+_TYPE_BY_STATUS = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    405: "invalid_request_error",
+    409: "invalid_request_error",
+    413: "invalid_request_error",
+    415: "invalid_request_error",
+    429: "rate_limit_error",
+}
+_CODE_BY_STATUS = {
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "request_too_large",
+    415: "unsupported_media_type",
+}
+
+
+class RequestTooLarge(HTTPException):
+    """The request body is larger than the configured limit."""
+
+    def __init__(self, limit_bytes: int) -> None:
+        super().__init__(413, f"request body is larger than the limit of {limit_bytes // 1024} KiB")
+
+
+def envelope(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+    """The OpenAI error envelope as a plain dict."""
+    return ErrorResponse(error=ErrorBody(message=message, type=type_, param=param, code=code)).model_dump()
+
+
+def translate(exc: BaseException, request_id: str | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
+    """Status, envelope and extra headers for any exception."""
+    if isinstance(exc, RagError):
+        headers = {}
+        if isinstance(exc, RateLimited):
+            headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+        return exc.status, envelope(exc.message, exc.type, exc.param, exc.code), headers
+    if isinstance(exc, RequestValidationError):
+        message, param = describe_validation(exc.errors())
+        return 400, envelope(message, "invalid_request_error", param, "invalid_request"), {}
+    if isinstance(exc, HTTPException):
+        status = exc.status_code
+        type_ = _TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error")
+        message = str(exc.detail) if exc.detail else "error"
+        headers = dict(exc.headers or {})
+        return status, envelope(message, type_, None, _CODE_BY_STATUS.get(status)), headers
+    log.error("unexpected error (request %s)", request_id or "-", exc_info=exc)
+    message = "internal server error"
+    if request_id:
+        message += f" (request id {request_id})"
+    return 500, envelope(message, "server_error", None, "internal_error"), {}
+
+
+def describe_validation(errors: Sequence[Any]) -> tuple[str, str | None]:
+    """A readable message naming the offending fields, and the first field as ``param``."""
+    by_field: dict[str, list[str]] = {}
+    for err in errors:
+        if err.get("type") == "json_invalid":
+            detail = (err.get("ctx") or {}).get("error", "")
+            by_field.setdefault("", []).append(f"is not valid JSON ({detail})".replace(" ()", ""))
+            continue
+        # pydantic adds the union member it tried ('str', 'list[TextPart]') to the location; drop it
+        loc = [str(p) for p in err.get("loc", ()) if p != "body"]
+        loc = [p for p in loc if not p.startswith(("list[", "dict[")) and p not in ("str", "int", "TextPart")]
+        field = ".".join(loc)
+        msg = str(err.get("msg", "invalid value")).removeprefix("Value error, ")
+        if err.get("type") == "missing":
+            msg = "is required" if field else "is required (a JSON object)"
+        elif not field:
+            msg = f"must be a JSON object ({msg})"
+        by_field.setdefault(field, [])
+        if msg not in by_field[field]:
+            by_field[field].append(msg)
+    parts = []
+    for field, msgs in by_field.items():
+        text = " or ".join(msgs) if len(msgs) > 1 and field else "; ".join(msgs)
+        parts.append(f"{field}: {text}" if field else f"request body: {text}")
+    first = next((f for f in by_field if f), None)
+    return "; ".join(parts) or "invalid request", first
+
+
+def error_response(exc: BaseException, request: Request | None = None) -> JSONResponse:
+    """A JSON response carrying the envelope for ``exc``."""
+    request_id = getattr(request.state, "request_id", None) if request is not None else None
+    status, body, headers = translate(exc, request_id)
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _handle(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(exc, request)
+
+
+def install(app: FastAPI) -> None:
+    """Register the envelope for RagError, validation and HTTP errors; add the catch-all."""
+    app.add_exception_handler(RagError, _handle)
+    app.add_exception_handler(RequestValidationError, _handle)
+    app.add_exception_handler(HTTPException, _handle)
+    app.add_middleware(CatchAllMiddleware)
+
+
+class CatchAllMiddleware:
+    """Turns an unexpected exception into a 500 envelope (if nothing was sent yet) without re-raising.
+
+    Starlette's own server-error handler would re-raise and log a second time; this one logs once.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; translate an escaping exception into the envelope."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_wrapper(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        except Exception as exc:
+            if started:
+                log.error("error after the response started", exc_info=exc)
+                return
+            request_id = scope.get("state", {}).get("request_id")
+            status, body, headers = translate(exc, request_id)
+            await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
