@@ -1,0 +1,1 @@
+"""Ingestion: loaders, chunking, sync state and the worker that ties them together."""

@@ -1,0 +1,323 @@
+"""Parsers from raw bytes to sections of text, one per supported file format.
+
+Every parser either returns the document's title and sections or raises ``ParseError`` with a
+reason a person can act on. None of them ever returns undecoded bytes as text.
+"""
+
+from __future__ import annotations
+
+import codecs
+import io
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import PurePosixPath
+from typing import Any
+
+import yaml
+
+from rag.lang import hangul_ratio
+
+log = logging.getLogger(__name__)
+
+SECTION_SEP = " > "
+
+# Control characters other than tab/newline/carriage return/form feed mark binary content.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
+_SPACES = re.compile(r"[ \t\u00a0]+")
+_BLANK_LINES = re.compile(r"\n{3,}")
+
+
+class ParseError(Exception):
+    """A file could not be turned into text; the message says why."""
+
+
+@dataclass(frozen=True)
+class Section:
+    """A run of text under one heading path (or on one page)."""
+
+    text: str
+    section: str = ""
+    page: int | None = None
+
+
+@dataclass(frozen=True)
+class Parsed:
+    """What a parser extracts: a title (empty if the format gives none) and sections in order."""
+
+    title: str
+    sections: tuple[Section, ...]
+
+
+def decode_text(data: bytes) -> str:
+    """Decode text bytes: BOMs, then UTF-8, then Korean legacy encodings, then charset detection.
+
+    Raises:
+        ParseError: the bytes are binary or in no encoding we can tell.
+    """
+    for bom, encoding in (
+        (codecs.BOM_UTF32_LE, "utf-32"),
+        (codecs.BOM_UTF32_BE, "utf-32"),
+        (codecs.BOM_UTF8, "utf-8-sig"),
+        (codecs.BOM_UTF16_LE, "utf-16"),
+        (codecs.BOM_UTF16_BE, "utf-16"),
+    ):
+        if data.startswith(bom):
+            try:
+                return _check_text(data.decode(encoding), encoding)
+            except UnicodeDecodeError as e:
+                raise ParseError(f"invalid {encoding} text after its byte-order mark: {e.reason}") from e
+    if b"\x00" in data:
+        raise ParseError("binary content (NUL bytes, no UTF-16 byte-order mark)")
+    try:
+        return _check_text(data.decode("utf-8"), "utf-8")
+    except UnicodeDecodeError:
+        pass
+    # Korean documents are our common non-UTF-8 case, and short CP949 text is easy to misdetect,
+    # so a strict CP949 decode that yields mostly Hangul wins over the statistical guess.
+    try:
+        text = data.decode("cp949")
+        if hangul_ratio(text) >= 0.3:
+            return _check_text(text, "cp949")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise ParseError("undecodable content: not UTF-8, UTF-16, CP949 or any encoding charset-normalizer knows")
+    return _check_text(str(best), best.encoding)
+
+
+def _check_text(text: str, encoding: str) -> str:
+    if text and len(_CONTROL.findall(text)) / len(text) > 0.01:
+        raise ParseError(f"binary content (control characters after decoding as {encoding})")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _clean(text: str) -> str:
+    lines = [_SPACES.sub(" ", line).strip() for line in text.split("\n")]
+    return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
+
+
+class _Sections:
+    """Collects lines under a heading stack; drops sections that hold only their heading."""
+
+    def __init__(self) -> None:
+        self.stack: list[tuple[int, str]] = []
+        self.heading_line = ""
+        self.body: list[str] = []
+        self.out: list[Section] = []
+
+    def heading(self, level: int, text: str, line: str) -> None:
+        self.flush()
+        while self.stack and self.stack[-1][0] >= level:
+            self.stack.pop()
+        self.stack.append((level, text))
+        self.heading_line = line
+
+    def add(self, line: str) -> None:
+        self.body.append(line)
+
+    def flush(self) -> None:
+        body = "\n".join(self.body).strip()
+        if body:
+            text = f"{self.heading_line}\n\n{body}" if self.heading_line else body
+            self.out.append(Section(text=text, section=SECTION_SEP.join(t for _, t in self.stack)))
+        self.heading_line, self.body = "", []
+
+
+def parse_markdown(data: bytes) -> Parsed:
+    """Markdown: sections by ATX/setext headings (code fences respected), title from front matter or H1."""
+    from markdown_it import MarkdownIt
+
+    text = decode_text(data)
+    title = ""
+    match = _FRONT_MATTER.match(text)
+    if match:
+        try:
+            meta = yaml.safe_load(match.group(1))
+        except yaml.YAMLError:
+            meta = None
+        if isinstance(meta, dict) and isinstance(meta.get("title"), str):
+            title = meta["title"].strip()
+        text = text[match.end() :]
+    lines = text.split("\n")
+    tokens = MarkdownIt("commonmark").parse(text)
+    headings: dict[int, tuple[int, int, str]] = {}  # first line -> (level, end line, text)
+    for i, tok in enumerate(tokens):
+        if tok.type == "heading_open" and tok.map:
+            heading_text = tokens[i + 1].content.strip() if i + 1 < len(tokens) else ""
+            headings[tok.map[0]] = (int(tok.tag[1]), tok.map[1], heading_text)
+    acc = _Sections()
+    n = 0
+    while n < len(lines):
+        if n in headings:
+            level, end, heading_text = headings[n]
+            if level == 1 and not title:
+                title = heading_text
+            acc.heading(level, heading_text, f"{'#' * level} {heading_text}")
+            n = end
+            continue
+        acc.add(lines[n].rstrip())
+        n += 1
+    acc.flush()
+    return Parsed(title=title, sections=tuple(acc.out))
+
+
+def parse_text(data: bytes) -> Parsed:
+    """Plain text: one section; a short first line followed by a blank line is the title."""
+    text = decode_text(data).strip()
+    first, _, rest = text.partition("\n")
+    title = first.strip() if rest.startswith("\n") and 0 < len(first.strip()) <= 100 else ""
+    return Parsed(title=title, sections=(Section(text=text),) if text else ())
+
+
+def parse_pdf(data: bytes) -> Parsed:
+    """PDF via pypdf: one section per page with its 1-based page number.
+
+    Raises:
+        ParseError: encrypted, truncated or otherwise unreadable, or no text layer at all.
+    """
+    from pypdf import PdfReader
+    from pypdf.errors import PyPdfError
+
+    if not data.lstrip().startswith(b"%PDF-"):
+        raise ParseError("not a PDF file (no %PDF- header)")
+    if b"%%EOF" not in data[-2048:]:
+        raise ParseError("truncated PDF (no %%EOF marker at the end)")
+    try:
+        reader = PdfReader(io.BytesIO(data), strict=False)
+        if reader.is_encrypted:
+            try:
+                ok = reader.decrypt("")
+            except (PyPdfError, NotImplementedError) as e:
+                raise ParseError(f"encrypted PDF that cannot be opened without a password: {e}") from e
+            if not ok:
+                raise ParseError("encrypted PDF (a password is needed to read it)")
+        title = ""
+        meta = reader.metadata
+        if meta is not None and meta.title:
+            title = str(meta.title).strip()
+        sections = []
+        for number, page in enumerate(reader.pages, start=1):
+            text = _clean(page.extract_text() or "")
+            if text:
+                sections.append(Section(text=text, page=number))
+    except ParseError:
+        raise
+    except Exception as e:  # pypdf raises many unrelated types on damaged files
+        raise ParseError(f"unreadable PDF: {type(e).__name__}: {e}") from e
+    if not sections:
+        raise ParseError("PDF has no text layer (scanned images need OCR, which is not supported)")
+    return Parsed(title=title, sections=tuple(sections))
+
+
+def parse_docx(data: bytes) -> Parsed:
+    """DOCX via python-docx: headings give the section path, tables become one line per row."""
+    import docx
+    from docx.table import Table
+
+    try:
+        document = docx.Document(io.BytesIO(data))
+    except Exception as e:  # python-docx raises zipfile/KeyError/ValueError on bad packages
+        raise ParseError(f"unreadable DOCX: {type(e).__name__}: {e}") from e
+    title = (document.core_properties.title or "").strip()
+    acc = _Sections()
+    for block in document.iter_inner_content():
+        if isinstance(block, Table):
+            for row in block.rows:
+                cells: list[str] = []
+                for cell in row.cells:
+                    value = _SPACES.sub(" ", cell.text.replace("\n", " ")).strip()
+                    if not cells or cells[-1] != value:  # merged cells repeat their text
+                        cells.append(value)
+                if any(cells):
+                    acc.add(" | ".join(cells))
+            acc.add("")
+            continue
+        text = _SPACES.sub(" ", block.text).strip()
+        style = (block.style.name if block.style is not None else "") or ""
+        level = _docx_heading_level(style)
+        if level == 0 and text:
+            title = title or text
+            acc.heading(1, text, text)
+        elif level and text:
+            if level == 1 and not title:
+                title = text
+            acc.heading(level, text, text)
+        else:
+            acc.add(text)
+    acc.flush()
+    return Parsed(title=title, sections=tuple(acc.out))
+
+
+def _docx_heading_level(style: str) -> int | None:
+    """0 for the Title style, 1-9 for Heading N, None for body text."""
+    if style == "Title":
+        return 0
+    match = re.fullmatch(r"Heading (\d)", style)
+    return int(match.group(1)) if match else None
+
+
+_BOILERPLATE = ("script", "style", "noscript", "template", "nav", "header", "footer", "aside", "form", "iframe")
+_BLOCKS = (
+    "p", "div", "li", "tr", "br", "pre", "blockquote", "table", "ul", "ol", "dl", "dt", "dd",
+    "section", "article", "main", "figcaption", "caption", "hr",
+)  # fmt: skip
+_HEADING = re.compile(r"^h[1-6]$")
+_MARK = "\ue000"  # private-use character: not whitespace (str.strip keeps it), not in real text
+
+
+def parse_html(data: bytes) -> Parsed:
+    """HTML via BeautifulSoup: boilerplate dropped, headings give the section path."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(data, "html.parser")
+    if soup.find(True) is None:
+        raise ParseError("no HTML elements found")
+    title = soup.title.get_text(" ", strip=True) if soup.title else ""
+    for tag in soup.find_all(_BOILERPLATE):
+        tag.decompose()
+    for tag in soup.find_all(None, {"role": ["navigation", "banner", "contentinfo"]}):
+        tag.decompose()
+    root: Any = soup.body or soup
+    h1 = root.find("h1")
+    if h1 is not None and not title:
+        title = h1.get_text(" ", strip=True)
+    for heading in root.find_all(_HEADING):
+        text = heading.get_text(" ", strip=True)
+        heading.replace_with(f"\n{_MARK}{heading.name[1]}{_MARK}{text}\n")
+    for cell in root.find_all(["td", "th"]):
+        cell.insert_after(" | ")
+    for block in root.find_all(_BLOCKS):
+        block.insert_after("\n")
+    acc = _Sections()
+    for raw in root.get_text().split("\n"):
+        line = _SPACES.sub(" ", raw).strip().rstrip("|").strip()
+        if line.startswith(_MARK):
+            _, level, text = line.split(_MARK, 2)
+            acc.heading(int(level), text, text)
+        elif line:
+            acc.add(line)
+    acc.flush()
+    return Parsed(title=title, sections=tuple(acc.out))
+
+
+PARSERS: dict[str, Callable[[bytes], Parsed]] = {
+    ".md": parse_markdown,
+    ".markdown": parse_markdown,
+    ".txt": parse_text,
+    ".text": parse_text,
+    ".pdf": parse_pdf,
+    ".docx": parse_docx,
+    ".html": parse_html,
+    ".htm": parse_html,
+}
+
+
+def parser_for(name: str) -> Callable[[bytes], Parsed] | None:
+    """The parser for a file name by its extension, or None when the format is not supported."""
+    return PARSERS.get(PurePosixPath(name).suffix.lower())

@@ -1,0 +1,258 @@
+"""Document sources: a ``Loader`` lists items and fetches their bytes; ``parse`` turns bytes into a Document.
+
+The folder loader serves ``file://`` URIs and plain paths. Listing is cheap (a directory walk and
+``stat``); bytes are read only when the sync needs them, and parsed only when they changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fnmatch
+import logging
+import os
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+from urllib.parse import unquote, urlsplit
+
+import yaml
+
+from ingest.formats import ParseError, Section, parser_for
+from rag.errors import InvalidRequest
+from rag.ids import content_hash
+from rag.lang import detect_lang
+
+log = logging.getLogger(__name__)
+
+ACL_FILE = ".rag-acl.yaml"
+
+
+@dataclass(frozen=True)
+class Item:
+    """One document a loader found: its URI, where it sits, its ACL groups, or why it is not loadable."""
+
+    uri: str
+    name: str
+    mtime: float = 0.0
+    size: int = 0
+    groups: tuple[str, ...] = ()
+    skip: str = ""  # non-empty: not a document we handle (unsupported type, link outside the root)
+    error: str = ""  # non-empty: a document we should handle but cannot (too large, bad ACL file)
+
+
+@dataclass(frozen=True)
+class Document:
+    """A parsed document: identity, metadata and its sections in reading order."""
+
+    source: str
+    title: str
+    lang: str
+    mtime: float
+    doc_hash: str
+    sections: tuple[Section, ...]
+    groups: tuple[str, ...] = field(default=())
+
+
+@runtime_checkable
+class Loader(Protocol):
+    """A source of documents: lists items (covered by ``root``) and fetches an item's bytes."""
+
+    @property
+    def root(self) -> str:
+        """URI prefix that every item of this source starts with; stored documents under it and not listed are gone."""
+        ...
+
+    def items(self) -> AsyncIterator[Item]:
+        """Every item of the source, skipped and refused ones included (with their reason)."""
+        ...
+
+    async def fetch(self, item: Item) -> bytes:
+        """Raw bytes of one item."""
+        ...
+
+
+class ACLError(Exception):
+    """An ACL file exists but cannot be read; its folder must not fall back to the default groups."""
+
+
+def groups_for(
+    path: Path, root: Path, default: Sequence[str], _cache: dict[Path, tuple[str, ...]] | None = None
+) -> tuple[str, ...]:
+    """ACL groups of a file: the nearest ``.rag-acl.yaml`` (``groups: [a, b]``) at or above its folder, within root.
+
+    Raises:
+        ACLError: the nearest ACL file is unreadable or malformed (fail closed, never public).
+    """
+    cache = _cache if _cache is not None else {}
+    folder = path.parent
+    chain: list[Path] = []
+    groups: tuple[str, ...] | None = None
+    while True:
+        if folder in cache:
+            groups = cache[folder]
+            break
+        chain.append(folder)
+        acl = folder / ACL_FILE
+        if acl.is_file():
+            groups = _read_acl(acl)
+            break
+        if folder == root or root not in folder.parents:
+            groups = tuple(default)
+            break
+        folder = folder.parent
+    for f in chain:
+        cache[f] = groups
+    return groups
+
+
+def _read_acl(path: Path) -> tuple[str, ...]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        raise ACLError(f"unreadable ACL file {path}: {e}") from e
+    groups = data.get("groups") if isinstance(data, dict) else None
+    if not isinstance(groups, list) or not groups or not all(isinstance(g, str) and g.strip() for g in groups):
+        raise ACLError(f"ACL file {path} must contain 'groups: [name, ...]' with at least one group")
+    return tuple(sorted({g.strip() for g in groups}))
+
+
+def path_of(source: str) -> Path:
+    """Local path from a ``file://`` URI or a plain path."""
+    if source.startswith("file://"):
+        parts = urlsplit(source)
+        if parts.netloc not in ("", "localhost"):
+            raise InvalidRequest(f"file URI with a remote host is not supported: {source}", param="source")
+        return Path(unquote(parts.path))
+    return Path(source)
+
+
+def _matches(rel: str, patterns: Sequence[str]) -> bool:
+    # fnmatch's '*' crosses '/', so '*.md' matches at any depth; slash-less patterns also match the name.
+    name = rel.rsplit("/", 1)[-1]
+    return any(fnmatch.fnmatchcase(rel, p) or ("/" not in p and fnmatch.fnmatchcase(name, p)) for p in patterns)
+
+
+class FolderLoader:
+    """Recursive walk of a local folder (or one file): hidden entries skipped, links kept inside the root."""
+
+    def __init__(
+        self,
+        source: str,
+        *,
+        include: Sequence[str] = (),
+        exclude: Sequence[str] = (),
+        max_file_mb: float = 50.0,
+        default_groups: Sequence[str] = ("public",),
+    ) -> None:
+        self._path = path_of(source).expanduser().resolve()
+        if not self._path.exists():
+            raise InvalidRequest(f"source not found: {source}", param="source")
+        self._include = tuple(include)
+        self._exclude = tuple(exclude)
+        self._max_bytes = int(max_file_mb * 1024 * 1024)
+        self._default = tuple(default_groups)
+
+    @property
+    def root(self) -> str:
+        """URI of the folder (or file) this loader covers."""
+        return self._path.as_uri()
+
+    async def items(self) -> AsyncIterator[Item]:
+        """Walk in a worker thread, then yield items in path order."""
+        for item in await asyncio.to_thread(self._list):
+            yield item
+
+    async def fetch(self, item: Item) -> bytes:
+        """Read the file in a worker thread."""
+        return await asyncio.to_thread(path_of(item.uri).read_bytes)
+
+    def _list(self) -> list[Item]:
+        if self._path.is_file():
+            return [self._item(self._path, self._path.parent, {})]
+        out: list[Item] = []
+        cache: dict[Path, tuple[str, ...]] = {}
+        for dirpath, dirnames, filenames in os.walk(self._path, followlinks=False):
+            folder = Path(dirpath)
+            kept = []
+            for d in sorted(dirnames):
+                sub = folder / d
+                rel = sub.relative_to(self._path).as_posix()
+                if d.startswith(".") or _matches(rel, self._exclude):
+                    continue
+                if sub.is_symlink():
+                    out.append(Item(uri=sub.as_uri(), name=rel, skip="symbolic link to a folder (not followed)"))
+                    continue
+                kept.append(d)
+            dirnames[:] = kept
+            for f in sorted(filenames):
+                path = folder / f
+                rel = path.relative_to(self._path).as_posix()
+                if f.startswith(".") or _matches(rel, self._exclude):
+                    continue
+                if self._include and not _matches(rel, self._include):
+                    continue
+                out.append(self._item(path, self._path, cache))
+        out.sort(key=lambda i: i.uri)
+        return out
+
+    def _item(self, path: Path, root: Path, cache: dict[Path, tuple[str, ...]]) -> Item:
+        uri, name = path.as_uri(), path.relative_to(root).as_posix()
+        if path.is_symlink():
+            target = path.resolve()
+            if target != root and root not in target.parents:
+                return Item(uri=uri, name=name, skip="symbolic link pointing outside the source root")
+        if parser_for(path.name) is None:
+            return Item(uri=uri, name=name, skip=f"unsupported file type '{path.suffix or path.name}'")
+        try:
+            st = path.stat()
+        except OSError as e:
+            return Item(uri=uri, name=name, error=f"cannot stat: {e.strerror}")
+        if st.st_size > self._max_bytes:
+            limit = f"{self._max_bytes / 1024 / 1024:g} MiB limit (max_file_mb)"
+            reason = f"file is {st.st_size / 1024 / 1024:.1f} MiB, above the {limit}"
+            return Item(uri=uri, name=name, mtime=st.st_mtime, size=st.st_size, error=reason)
+        try:
+            groups = groups_for(path, root, self._default, cache)
+        except ACLError as e:
+            return Item(uri=uri, name=name, mtime=st.st_mtime, size=st.st_size, error=str(e))
+        return Item(uri=uri, name=name, mtime=st.st_mtime, size=st.st_size, groups=groups)
+
+
+def parse(item: Item, data: bytes) -> Document:
+    """Parse fetched bytes into a Document.
+
+    Raises:
+        ParseError: unsupported, damaged, binary or undecodable content.
+    """
+    parser = parser_for(item.name)
+    if parser is None:
+        raise ParseError(f"unsupported file type: {item.name}")
+    parsed = parser(data)
+    stem = Path(item.name).stem
+    title = parsed.title or stem.replace("_", " ").replace("-", " ").strip() or stem
+    sample = "\n".join(s.text for s in parsed.sections[:20])[:20000]
+    return Document(
+        source=item.uri,
+        title=title,
+        lang=detect_lang(sample),
+        mtime=item.mtime,
+        doc_hash=content_hash(data),
+        sections=parsed.sections,
+        groups=item.groups,
+    )
+
+
+def make_loader(
+    source: str, *, include: Sequence[str], exclude: Sequence[str], max_file_mb: float, default_groups: Sequence[str]
+) -> Loader:
+    """The loader for a source string: ``file://`` URIs and plain paths (the only kind so far)."""
+    scheme = urlsplit(source).scheme
+    if scheme not in ("", "file") and not (len(scheme) == 1 and os.name == "nt"):
+        raise InvalidRequest(
+            f"unsupported source '{source}': only folders and files (file:// URIs or paths) can be ingested",
+            param="source",
+        )
+    return FolderLoader(
+        source, include=include, exclude=exclude, max_file_mb=max_file_mb, default_groups=default_groups
+    )

@@ -1,0 +1,141 @@
+"""Sync state: per collection, which chunk ids each source document has in the store.
+
+The protocol that makes a killed run safe to repeat:
+
+1. ``begin(source, ids)`` records the chunk ids about to be written as *pending* (committed).
+2. The chunks are upserted into the store; old ids that are not among the new ones are deleted.
+3. ``finish(source, ...)`` makes the pending ids current and clears pending (committed).
+
+A row that still has pending ids after a crash is re-processed on the next run, and everything in
+``ids ∪ pending`` that the new chunking does not produce is deleted, so no orphans survive and the
+deterministic ids make the repeated upsert a no-op for duplicates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+import sqlite3
+from dataclasses import dataclass
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS docs (
+    source   TEXT PRIMARY KEY,
+    doc_hash TEXT NOT NULL,
+    recipe   TEXT NOT NULL,
+    ids      TEXT NOT NULL,
+    pending  TEXT
+);
+"""
+
+
+@dataclass(frozen=True)
+class DocState:
+    """What the store holds for one source document (``pending`` is non-empty after an interrupted write)."""
+
+    source: str
+    doc_hash: str
+    recipe: str
+    ids: tuple[str, ...]
+    pending: tuple[str, ...] | None = None
+
+    def all_ids(self) -> set[str]:
+        """Every id that may be in the store for this document."""
+        return set(self.ids) | set(self.pending or ())
+
+
+def state_path(data_dir: Path, store_url: str, collection: str) -> Path:
+    """State file of one collection in one store: ``<data_dir>/sync/<collection>-<store hash>.sqlite3``."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", collection)
+    tag = hashlib.blake2b(store_url.encode(), digest_size=4).hexdigest()
+    return data_dir / "sync" / f"{safe}-{tag}.sqlite3"
+
+
+class SyncState:
+    """The sqlite-backed state file; every write is committed before the call returns."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._db.commit()
+
+    def get(self, source: str) -> DocState | None:
+        """State of one document, or None if it was never stored."""
+        row = self._db.execute(
+            "SELECT source, doc_hash, recipe, ids, pending FROM docs WHERE source = ?", (source,)
+        ).fetchone()
+        return _row(row) if row else None
+
+    def under(self, root: str) -> list[DocState]:
+        """Every document whose source is ``root`` itself or lies below it."""
+        prefix = root.rstrip("/") + "/"
+        escaped = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        rows = self._db.execute(
+            "SELECT source, doc_hash, recipe, ids, pending FROM docs WHERE source = ? OR source LIKE ? ESCAPE '\\'",
+            (root, escaped + "%"),
+        ).fetchall()
+        return [_row(r) for r in rows]
+
+    def count(self) -> int:
+        """Number of documents recorded."""
+        return int(self._db.execute("SELECT COUNT(*) FROM docs").fetchone()[0])
+
+    def begin(self, source: str, ids: list[str]) -> None:
+        """Record the ids about to be written for a document (step 1 of the protocol)."""
+        pending = json.dumps(ids)
+        with self._db:
+            cur = self._db.execute("UPDATE docs SET pending = ? WHERE source = ?", (pending, source))
+            if cur.rowcount == 0:
+                # A new document: nothing is current yet; the empty doc_hash marks it until finish.
+                self._db.execute(
+                    "INSERT INTO docs (source, doc_hash, recipe, ids, pending) VALUES (?, '', '', '[]', ?)",
+                    (source, pending),
+                )
+
+    def finish(self, source: str, ids: list[str], *, doc_hash: str, recipe: str) -> None:
+        """Make the written ids current (step 3 of the protocol)."""
+        with self._db:
+            self._db.execute(
+                "UPDATE docs SET doc_hash = ?, recipe = ?, ids = ?, pending = NULL WHERE source = ?",
+                (doc_hash, recipe, json.dumps(ids), source),
+            )
+
+    def clear_pending(self, source: str) -> None:
+        """Forget pending ids once they have been removed from the store; drop rows left with nothing."""
+        with self._db:
+            self._db.execute("UPDATE docs SET pending = NULL WHERE source = ?", (source,))
+            self._db.execute("DELETE FROM docs WHERE source = ? AND doc_hash = ''", (source,))
+
+    def remove(self, source: str) -> None:
+        """Forget a document (after its chunks were deleted from the store)."""
+        with self._db:
+            self._db.execute("DELETE FROM docs WHERE source = ?", (source,))
+
+    def reset(self) -> None:
+        """Forget everything (the store was found empty, so the state describes nothing real)."""
+        with self._db:
+            self._db.execute("DELETE FROM docs")
+
+    def close(self) -> None:
+        """Close the database file."""
+        self._db.close()
+
+
+def _row(row: tuple[str, str, str, str, str | None]) -> DocState:
+    source, doc_hash, recipe, ids, pending = row
+    return DocState(
+        source=source,
+        doc_hash=doc_hash,
+        recipe=recipe,
+        ids=tuple(json.loads(ids)),
+        pending=tuple(json.loads(pending)) if pending is not None else None,
+    )

@@ -1,0 +1,266 @@
+"""The ingest worker: list a source, parse what changed, chunk, embed in batches, write, record state."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ingest.chunking import Chunker
+from ingest.formats import ParseError
+from ingest.loaders import Item, make_loader, parse
+from ingest.sync import DocState, SyncState, state_path
+from rag.config import Settings
+from rag.ids import content_hash
+from rag.seams import Embedder, VectorStore
+from rag.types import Chunk
+
+log = logging.getLogger(__name__)
+
+# progress(status, source): status is one of added, updated, unchanged, deleted, skipped, failed.
+Progress = Callable[[str, str], None]
+
+
+@dataclass(frozen=True)
+class IngestReport:
+    """Outcome of one ingestion run; ``skipped`` and ``failed`` hold (source, reason) pairs."""
+
+    source: str
+    added: int = 0
+    updated: int = 0
+    deleted: int = 0
+    unchanged: int = 0
+    skipped: tuple[tuple[str, str], ...] = ()
+    failed: tuple[tuple[str, str], ...] = ()
+    chunks_added: int = 0
+    chunks_deleted: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (pairs become ``{"source", "reason"}`` objects)."""
+        out = asdict(self)
+        out["skipped"] = [{"source": s, "reason": r} for s, r in self.skipped]
+        out["failed"] = [{"source": s, "reason": r} for s, r in self.failed]
+        out["seconds"] = round(self.seconds, 3)
+        return out
+
+
+@dataclass
+class _Tally:
+    counts: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("added", "updated", "deleted", "unchanged"), 0)
+    )
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    chunks_added: int = 0
+    chunks_deleted: int = 0
+
+
+@dataclass
+class _Job:
+    """One document being written: its new chunks, ids to remove afterwards, chunks not yet upserted."""
+
+    source: str
+    status: str
+    doc_hash: str
+    recipe: str
+    new_ids: list[str]
+    stale_ids: list[str]
+    remaining: int
+
+
+class _Writer:
+    """Embeds chunks in batches that span documents and finishes each document once all its chunks are in."""
+
+    def __init__(
+        self, store: VectorStore, embedder: Embedder, state: SyncState, batch_size: int, tally: _Tally, note: Progress
+    ) -> None:
+        self._store, self._embedder, self._state = store, embedder, state
+        self._batch_size = batch_size
+        self._tally, self._note = tally, note
+        self._buffer: list[tuple[Chunk, _Job]] = []
+
+    async def add(self, job: _Job, chunks: list[Chunk]) -> None:
+        """Queue a document's chunks (its pending ids are recorded first); write full batches."""
+        self._state.begin(job.source, job.new_ids)
+        if not chunks:
+            await self._finish(job)
+            return
+        self._buffer.extend((c, job) for c in chunks)
+        while len(self._buffer) >= self._batch_size:
+            await self._write(self._buffer[: self._batch_size])
+            del self._buffer[: self._batch_size]
+
+    async def flush(self) -> None:
+        """Write whatever is left."""
+        if self._buffer:
+            await self._write(self._buffer)
+            self._buffer = []
+
+    async def _write(self, batch: list[tuple[Chunk, _Job]]) -> None:
+        chunks = [c for c, _ in batch]
+        vectors = await self._embedder.embed_documents([c.text for c in chunks])
+        await self._store.upsert(chunks, vectors)
+        self._tally.chunks_added += len(chunks)
+        done: list[_Job] = []
+        for _, job in batch:
+            job.remaining -= 1
+            if job.remaining == 0:
+                done.append(job)
+        for job in done:
+            await self._finish(job)
+
+    async def _finish(self, job: _Job) -> None:
+        if job.stale_ids:
+            await self._store.delete(job.stale_ids)
+            self._tally.chunks_deleted += len(job.stale_ids)
+        self._state.finish(job.source, job.new_ids, doc_hash=job.doc_hash, recipe=job.recipe)
+        self._tally.counts[job.status] += 1
+        self._note(job.status, job.source)
+
+
+async def ingest_source(
+    settings: Settings,
+    store: VectorStore,
+    embedder: Embedder,
+    source: str,
+    *,
+    progress: Progress | None = None,
+) -> IngestReport:
+    """Bring the store in line with a source folder: add new, replace changed, remove vanished documents.
+
+    Opens the store (creating the collection) with the embedder's identity; the caller closes it.
+    Parse failures are reported per document and leave that document's stored chunks untouched.
+
+    Raises:
+        InvalidRequest: the source does not exist or is not a folder/file source.
+        EmbedderMismatch: the collection was built by a different embedder.
+    """
+    started = time.monotonic()
+    ingested_at = time.time()
+    cfg = settings.ingest
+    loader = make_loader(
+        source,
+        include=cfg.include,
+        exclude=cfg.exclude,
+        max_file_mb=cfg.max_file_mb,
+        default_groups=cfg.default_groups,
+    )
+    chunker = Chunker(cfg.chunk_size, cfg.chunk_overlap, embedder)
+    recipe = f"{chunker.recipe}:{embedder.info.id}"
+    await store.open(embedder.info, create=True)
+    state = SyncState(state_path(settings.data_dir, settings.store.url, store.name))
+    tally = _Tally()
+
+    def note(status: str, src: str) -> None:
+        if progress is not None:
+            progress(status, src)
+
+    try:
+        if state.count() and await store.count() == 0:
+            log.warning("collection %s is empty but %s lists documents; starting afresh", store.name, state.path)
+            state.reset()
+        writer = _Writer(store, embedder, state, settings.embed.batch_size, tally, note)
+        seen: set[str] = set()
+        async for item in loader.items():
+            if item.skip:
+                tally.skipped.append((item.uri, item.skip))
+                note("skipped", item.uri)
+                continue
+            seen.add(item.uri)
+            await _ingest_item(item, loader.fetch, chunker, recipe, ingested_at, state, store, writer, tally, note)
+        await writer.flush()
+        for doc in state.under(loader.root):
+            if doc.source not in seen:
+                removed = await store.delete_sources([doc.source])
+                state.remove(doc.source)
+                tally.counts["deleted"] += 1
+                tally.chunks_deleted += max(removed, len(doc.ids))
+                note("deleted", doc.source)
+    finally:
+        state.close()
+    report = IngestReport(
+        source=loader.root,
+        **tally.counts,
+        skipped=tuple(tally.skipped),
+        failed=tuple(tally.failed),
+        chunks_added=tally.chunks_added,
+        chunks_deleted=tally.chunks_deleted,
+        seconds=time.monotonic() - started,
+    )
+    log.info(
+        "ingested %s: %d added, %d updated, %d deleted, %d unchanged, %d skipped, %d failed in %.1fs",
+        report.source, report.added, report.updated, report.deleted, report.unchanged,
+        len(report.skipped), len(report.failed), report.seconds,
+    )  # fmt: skip
+    return report
+
+
+async def _ingest_item(
+    item: Item,
+    fetch: Callable[[Item], Any],
+    chunker: Chunker,
+    recipe: str,
+    ingested_at: float,
+    state: SyncState,
+    store: VectorStore,
+    writer: _Writer,
+    tally: _Tally,
+    note: Progress,
+) -> None:
+    prev = state.get(item.uri)
+    doc_recipe = f"{recipe}:acl={','.join(item.groups)}"
+
+    async def fail(reason: str) -> None:
+        tally.failed.append((item.uri, reason))
+        log.warning("cannot ingest %s: %s", item.uri, reason)
+        note("failed", item.uri)
+        if prev is not None and prev.pending is not None:
+            await _settle(prev, store, state)
+
+    if item.error:
+        await fail(item.error)
+        return
+    try:
+        data = await fetch(item)
+    except OSError as e:
+        await fail(f"cannot read: {e.strerror or e}")
+        return
+    doc_hash = content_hash(data)
+    if prev is not None and prev.pending is None and prev.doc_hash == doc_hash and prev.recipe == doc_recipe:
+        tally.counts["unchanged"] += 1
+        note("unchanged", item.uri)
+        return
+    try:
+        doc = await asyncio.to_thread(parse, item, data)
+        chunks = await asyncio.to_thread(chunker.chunks, doc, ingested_at=ingested_at)
+    except ParseError as e:
+        await fail(str(e))
+        return
+    except Exception as e:  # a library bug on one odd file must not stop the run
+        log.exception("unexpected error parsing %s", item.uri)
+        await fail(f"parser error: {type(e).__name__}: {e}")
+        return
+    new_ids = [c.id for c in chunks]
+    old_ids = prev.all_ids() if prev is not None else set()
+    job = _Job(
+        source=item.uri,
+        status="updated" if prev is not None and prev.doc_hash else "added",
+        doc_hash=doc_hash,
+        recipe=doc_recipe,
+        new_ids=new_ids,
+        stale_ids=sorted(old_ids - set(new_ids)),
+        remaining=len(chunks),
+    )
+    await writer.add(job, chunks)
+
+
+async def _settle(prev: DocState, store: VectorStore, state: SyncState) -> None:
+    """After an interrupted write of a document that now fails: drop the half-written new ids, keep the old."""
+    orphans = sorted(set(prev.pending or ()) - set(prev.ids))
+    if orphans:
+        await store.delete(orphans)
+    state.clear_pending(prev.source)
