@@ -58,8 +58,10 @@ class SentenceTransformerEmbedder:
         if not model_path.is_dir():
             raise ConfigError(f"embedding model directory not found: {model_path}")
         self._model: Any = SentenceTransformer(str(model_path), device=device or "cpu", local_files_only=True)
-        dim = self._model.get_embedding_dimension() if hasattr(self._model, "get_embedding_dimension") else None
-        dim = dim or self._model.get_sentence_embedding_dimension()
+        get_dim = getattr(self._model, "get_embedding_dimension", None) or self._model.get_sentence_embedding_dimension
+        dim = get_dim()
+        if dim is None:
+            raise ConfigError(f"cannot tell the embedding dimension of the model in {model_path}")
         self._info = EmbedderInfo(id=model_id, dim=int(dim))
         self._batch_size = batch_size
         self._query_prefix = query_prefix
