@@ -1,0 +1,287 @@
+"""Chroma adapter: embedded (``chroma:///dir``) or a Chroma server (``chroma+http://host:8000``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import numpy as np
+
+from rag.errors import ConfigError, RagError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from rag.stores.common import (
+    batched,
+    check_embedder,
+    from_metadata,
+    local_path,
+    matches_nothing,
+    not_found,
+    to_metadata,
+    validate_batch,
+    validate_filter,
+    validate_k,
+    validate_query,
+)
+from rag.types import Chunk, EmbedderInfo, Filter, ScoredChunk
+
+if TYPE_CHECKING:
+    from rag.config import Settings
+    from rag.registry import BackendURL
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
+_EMBEDDER_ID = "rag_embedder_id"
+_EMBEDDER_DIM = "rag_embedder_dim"
+# Beyond the defaults (ef_search 100) so small and filtered collections lose no recall.
+_HNSW = {"space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neighbors": 32}
+# Pages for get() scans; well under Chroma's batch limit.
+_PAGE = 1000
+
+
+def _similarity(distance: float) -> float:
+    """Chroma's cosine distance (1 - cos) as a similarity, higher is better."""
+    return 1.0 - float(distance)
+
+
+def _where(flt: Filter | None) -> dict[str, Any] | None:
+    """The Chroma ``where`` document for a filter (None when it restricts nothing)."""
+    if flt is None:
+        return None
+    clauses: list[dict[str, Any]] = []
+    if flt.groups is not None:
+        ors = [{"groups": {"$contains": g}} for g in flt.groups]
+        clauses.append(ors[0] if len(ors) == 1 else {"$or": ors})
+    if flt.sources is not None:
+        clauses.append({"source": {"$in": list(flt.sources)}})
+    clauses.extend({key: {"$eq": value}} for key, value in flt.where.items())
+    if not clauses:
+        return None
+    return clauses[0] if len(clauses) == 1 else {"$and": clauses}
+
+
+def _metadata(chunk: Chunk) -> dict[str, Any]:
+    """Chroma refuses empty lists, so a chunk without groups simply has no ``groups`` key."""
+    meta: dict[str, Any] = dict(to_metadata(chunk))
+    if not meta["groups"]:
+        del meta["groups"]
+    return meta
+
+
+class ChromaStore:
+    """One Chroma collection, cosine space; every SDK call runs in a worker thread."""
+
+    def __init__(self, make_client: Callable[[], Any], collection: str, where: str) -> None:
+        self._make_client = make_client
+        self._name = collection
+        self._where = where
+        self._client: Any = None
+        self._col: Any = None
+        self._dim = 0
+        self._max_batch = 1000
+
+    @property
+    def name(self) -> str:
+        """Collection name."""
+        return self._name
+
+    async def _call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
+        """Run a blocking SDK call in a thread; SDK and transport errors become RagErrors here."""
+        try:
+            return await asyncio.to_thread(fn, *args, **kw)
+        except RagError:
+            raise
+        except Exception as e:
+            raise self._convert(e) from e
+
+    def _convert(self, e: Exception) -> RagError:
+        text = f"{type(e).__name__}: {e}"
+        kind = type(e).__name__
+        # A connect timeout means the server is not there; a read timeout means it is slow.
+        if "Connect" in kind or "Could not connect" in str(e) or isinstance(e, ConnectionError):
+            return UpstreamUnavailable(f"cannot reach Chroma at {self._where}: {e}")
+        if "Timeout" in kind:
+            return UpstreamTimeout(f"Chroma at {self._where} did not answer in time ({text})")
+        return UpstreamError(f"Chroma at {self._where} failed: {text}")
+
+    def _opened(self) -> Any:
+        if self._col is None:
+            raise RuntimeError("ChromaStore used before open()")
+        return self._col
+
+    async def open(self, embedder: EmbedderInfo, *, create: bool) -> None:
+        """Connect, then get (or create) the collection and check its embedder."""
+        from chromadb.errors import NotFoundError
+
+        await self.close()
+        self._client = await self._call(self._make_client)
+        self._max_batch = int(await self._call(self._client.get_max_batch_size))
+        try:
+            if create:
+                col = await self._call(
+                    self._client.get_or_create_collection,
+                    self._name,
+                    configuration={"hnsw": dict(_HNSW)},
+                    metadata={_EMBEDDER_ID: embedder.id, _EMBEDDER_DIM: embedder.dim},
+                    embedding_function=None,
+                )
+            else:
+                col = await self._call(self._client.get_collection, self._name, embedding_function=None)
+        except UpstreamError as e:
+            if isinstance(e.__cause__, NotFoundError):
+                raise not_found(self._name, f"Chroma at {self._where}") from e.__cause__
+            raise
+        meta = col.metadata or {}
+        dim = meta.get(_EMBEDDER_DIM)
+        check_embedder(self._name, meta.get(_EMBEDDER_ID), None if dim is None else int(dim), embedder)
+        self._col, self._dim = col, embedder.dim
+        log.info("opened Chroma collection %s at %s", self._name, self._where)
+
+    async def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Insert or replace chunks by id, in batches under Chroma's limit."""
+        col = self._opened()
+        arr = validate_batch(chunks, vectors, self._dim)
+        for start in range(0, len(chunks), self._max_batch):
+            part = chunks[start : start + self._max_batch]
+            await self._call(
+                col.upsert,
+                ids=[c.id for c in part],
+                embeddings=arr[start : start + len(part)],
+                documents=[c.text for c in part],
+                metadatas=[_metadata(c) for c in part],
+            )
+
+    async def delete(self, ids: Sequence[str]) -> None:
+        """Remove chunks by id; unknown ids are ignored."""
+        col = self._opened()
+        for part in batched(list(ids), self._max_batch):
+            await self._call(col.delete, ids=list(part))
+
+    async def _ids(self, where: dict[str, Any] | None) -> list[str]:
+        col = self._opened()
+        out: list[str] = []
+        while True:
+            page = await self._call(col.get, where=where, include=[], limit=_PAGE, offset=len(out))
+            out.extend(page["ids"])
+            if len(page["ids"]) < _PAGE:
+                return out
+
+    async def delete_sources(self, sources: Sequence[str]) -> int:
+        """Remove every chunk of the given sources; returns how many were removed."""
+        if not sources:
+            return 0
+        ids = await self._ids({"source": {"$in": list(sources)}})
+        await self.delete(ids)
+        return len(ids)
+
+    async def search(self, vector: np.ndarray, k: int, flt: Filter | None = None) -> list[ScoredChunk]:
+        """Nearest chunks by cosine similarity; the filter is part of the Chroma query."""
+        col = self._opened()
+        validate_k(k)
+        validate_filter(flt)
+        query = validate_query(vector, self._dim)
+        if matches_nothing(flt):
+            return []
+        res = await self._call(
+            col.query,
+            query_embeddings=[query],
+            n_results=k,
+            where=_where(flt),
+            include=["documents", "metadatas", "distances"],
+        )
+        hits = zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
+        scored = [ScoredChunk(from_metadata(i, doc, meta), _similarity(d)) for i, doc, meta, d in hits]
+        return sorted(scored, key=lambda s: -s.score)
+
+    async def get(self, ids: Sequence[str]) -> list[Chunk]:
+        """Fetch chunks by id, in the order asked; missing ids are skipped."""
+        col = self._opened()
+        found: dict[str, Chunk] = {}
+        for part in batched(list(dict.fromkeys(ids)), self._max_batch):
+            res = await self._call(col.get, ids=list(part), include=["documents", "metadatas"])
+            for i, doc, meta in zip(res["ids"], res["documents"], res["metadatas"], strict=True):
+                found[i] = from_metadata(i, doc, meta)
+        return [found[i] for i in ids if i in found]
+
+    async def count(self, flt: Filter | None = None) -> int:
+        """Number of chunks matching the filter."""
+        col = self._opened()
+        validate_filter(flt)
+        if matches_nothing(flt):
+            return 0
+        where = _where(flt)
+        if where is None:
+            return int(await self._call(col.count))
+        return len(await self._ids(where))
+
+    async def sources(self) -> dict[str, int]:
+        """Every source with its chunk count."""
+        col = self._opened()
+        out: dict[str, int] = {}
+        offset = 0
+        while True:
+            page = await self._call(col.get, include=["metadatas"], limit=_PAGE, offset=offset)
+            for meta in page["metadatas"]:
+                src = str((meta or {}).get("source", ""))
+                out[src] = out.get(src, 0) + 1
+            offset += len(page["ids"])
+            if len(page["ids"]) < _PAGE:
+                return out
+
+    async def close(self) -> None:
+        """Drop the client; Chroma persists every write itself, so there is nothing to flush."""
+        self._col = None
+        self._client = None
+
+
+def _settings() -> Any:
+    from chromadb.config import Settings as ChromaSettings
+
+    return ChromaSettings(anonymized_telemetry=False)
+
+
+def from_url(url: BackendURL, settings: Settings) -> ChromaStore:
+    """``chroma:///abs/dir``, ``chroma://relative/dir``, ``chroma+http(s)://host:port``."""
+    import chromadb
+
+    collection = settings.store.collection
+    if not _NAME.match(collection):
+        raise ConfigError(
+            f"Chroma collection names are 3-512 characters of [a-zA-Z0-9._-], starting and ending with a "
+            f"letter or digit; got {collection!r}"
+        )
+    if url.scheme == "chroma":
+        path = local_path(url)
+        if not str(path) or str(path) == ".":
+            raise ConfigError(f"chroma:// needs a directory, like chroma:///var/lib/rag/chroma; got {url.raw!r}")
+        return ChromaStore(lambda: chromadb.PersistentClient(str(path), settings=_settings()), collection, str(path))
+
+    ssl = url.transport == "https"
+    port = url.port or (443 if ssl else 8000)
+    host = url.host or "localhost"
+    timeout_s = settings.store.timeout_s
+    headers = {}
+    if settings.store.api_key is not None:
+        headers["Authorization"] = f"Bearer {settings.store.api_key.get_secret_value()}"
+
+    def connect() -> Any:
+        client = chromadb.HttpClient(host=host, port=port, ssl=ssl, headers=headers, settings=_settings())
+        _set_timeout(client, timeout_s)
+        return client
+
+    return ChromaStore(connect, collection, url.http_base(port))
+
+
+def _set_timeout(client: Any, timeout_s: float) -> None:
+    """Give the HTTP session a timeout: chromadb builds its httpx client with none and offers no setting."""
+    import httpx
+
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(timeout_s)
+    else:
+        log.warning("could not set a request timeout on the Chroma HTTP client; requests may wait indefinitely")

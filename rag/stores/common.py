@@ -1,0 +1,175 @@
+"""Plain functions every store adapter shares: filter checks, chunk <-> metadata, embedder records."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+import numpy as np
+
+from rag.errors import CollectionNotFound, EmbedderMismatch, InvalidRequest
+from rag.types import FILTERABLE_FIELDS, Chunk, EmbedderInfo, Filter
+
+if TYPE_CHECKING:
+    from rag.registry import BackendURL
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Metadata keys as stored beside the vector (id and text are kept apart by every backend).
+META_FIELDS = (
+    "source",
+    "title",
+    "section",
+    "page",
+    "index",
+    "groups",
+    "content_hash",
+    "doc_hash",
+    "lang",
+    "mtime",
+    "ingested_at",
+)
+
+# ``page`` is the one integer field a filter may name; the others are strings.
+_INT_FIELDS = frozenset({"page"})
+
+MetaValue = str | int | float | list[str]
+
+
+def validate_filter(flt: Filter | None) -> None:
+    """Reject a filter naming a field we do not index, or a value of the wrong type."""
+    if flt is None:
+        return
+    allowed = ", ".join(sorted(FILTERABLE_FIELDS))
+    for key, value in flt.where.items():
+        if key not in FILTERABLE_FIELDS:
+            raise InvalidRequest(
+                f"cannot filter on field '{key}'; filterable fields are: {allowed}", param=f"where.{key}"
+            )
+        want = int if key in _INT_FIELDS else str
+        if isinstance(value, bool) or not isinstance(value, want):
+            raise InvalidRequest(
+                f"filter field '{key}' takes a {want.__name__}, got {type(value).__name__}", param=f"where.{key}"
+            )
+    if flt.groups is not None and isinstance(flt.groups, str):
+        raise InvalidRequest("filter groups must be a tuple of group names, not a string", param="groups")
+    if flt.sources is not None and isinstance(flt.sources, str):
+        raise InvalidRequest("filter sources must be a tuple of source names, not a string", param="sources")
+
+
+def matches_nothing(flt: Filter | None) -> bool:
+    """True when the filter can match no chunk (an empty ACL or an empty source list)."""
+    return flt is not None and (flt.groups == () or flt.sources == ())
+
+
+def matches(chunk: Chunk, flt: Filter | None) -> bool:
+    """Whether one chunk passes the filter (the in-memory reference semantics)."""
+    if flt is None:
+        return True
+    if flt.groups is not None and not set(flt.groups) & set(chunk.groups):
+        return False
+    if flt.sources is not None and chunk.source not in flt.sources:
+        return False
+    return all(getattr(chunk, key) == value for key, value in flt.where.items())
+
+
+def validate_k(k: int) -> None:
+    """A search must ask for at least one result."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise InvalidRequest(f"k must be a positive integer, got {k!r}", param="k")
+
+
+def validate_batch(chunks: Sequence[Chunk], vectors: np.ndarray, dim: int) -> np.ndarray:
+    """Check that vectors match chunks one-to-one and the collection's dimension; returns float32 rows."""
+    arr = np.asarray(vectors, dtype=np.float32)
+    if arr.ndim != 2 or arr.shape[0] != len(chunks):
+        raise InvalidRequest(f"expected {len(chunks)} vectors of dimension {dim}, got an array of shape {arr.shape}")
+    if arr.shape[1] != dim:
+        raise InvalidRequest(f"vectors have dimension {arr.shape[1]}, the collection expects {dim}")
+    ids = [c.id for c in chunks]
+    if len(set(ids)) != len(ids):
+        raise InvalidRequest("the same chunk id appears twice in one upsert")
+    return arr
+
+
+def validate_query(vector: np.ndarray, dim: int) -> np.ndarray:
+    """Check a query vector's shape; returns it as float32 of shape (dim,)."""
+    arr = np.asarray(vector, dtype=np.float32).reshape(-1)
+    if arr.shape[0] != dim:
+        raise InvalidRequest(f"query vector has dimension {arr.shape[0]}, the collection expects {dim}")
+    return arr
+
+
+def to_metadata(chunk: Chunk) -> dict[str, MetaValue]:
+    """Chunk fields other than id and text; ``page`` is left out when None."""
+    meta: dict[str, MetaValue] = {
+        "source": chunk.source,
+        "title": chunk.title,
+        "section": chunk.section,
+        "index": int(chunk.index),
+        "groups": list(chunk.groups),
+        "content_hash": chunk.content_hash,
+        "doc_hash": chunk.doc_hash,
+        "lang": chunk.lang,
+        "mtime": float(chunk.mtime),
+        "ingested_at": float(chunk.ingested_at),
+    }
+    if chunk.page is not None:
+        meta["page"] = int(chunk.page)
+    return meta
+
+
+def from_metadata(chunk_id: str, text: str, meta: Mapping[str, Any]) -> Chunk:
+    """Rebuild a Chunk from what ``to_metadata`` stored (missing keys take the defaults)."""
+    page = meta.get("page")
+    return Chunk(
+        id=chunk_id,
+        text=text,
+        source=str(meta.get("source", "")),
+        title=str(meta.get("title", "")),
+        section=str(meta.get("section", "")),
+        page=None if page is None else int(page),
+        index=int(meta.get("index", 0)),
+        groups=tuple(str(g) for g in (meta.get("groups") or ())),
+        content_hash=str(meta.get("content_hash", "")),
+        doc_hash=str(meta.get("doc_hash", "")),
+        lang=str(meta.get("lang", "")),
+        mtime=float(meta.get("mtime", 0.0)),
+        ingested_at=float(meta.get("ingested_at", 0.0)),
+    )
+
+
+def check_embedder(collection: str, recorded_id: str | None, recorded_dim: int | None, info: EmbedderInfo) -> None:
+    """Refuse to open a collection built by another embedder (or by something that recorded none)."""
+    if recorded_id == info.id and recorded_dim == info.dim:
+        return
+    built = f"'{recorded_id}' (dim {recorded_dim})" if recorded_id else "an unknown embedder (none recorded)"
+    raise EmbedderMismatch(
+        f"collection '{collection}' was built with embedder {built}, but embedder '{info.id}' (dim {info.dim}) "
+        f"is configured; use the original embedder, or re-ingest into a new collection"
+    )
+
+
+def not_found(collection: str, where: str) -> CollectionNotFound:
+    """The error for opening a collection that does not exist yet."""
+    return CollectionNotFound(
+        f"collection '{collection}' does not exist in {where}; run `rag ingest` to create it", param="collection"
+    )
+
+
+def local_path(url: BackendURL) -> Path:
+    """The filesystem path of an embedded store URL: host plus path as written (``x://.rag/db`` = ``./.rag/db``)."""
+    parts = urlsplit(url.raw)
+    # BackendURL.host is lower-cased by urlsplit; the raw netloc keeps the case of a relative path.
+    return Path(parts.netloc + parts.path)
+
+
+def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:
+    """Consecutive slices of at most ``size`` items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
