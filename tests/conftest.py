@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import os
+import socket
+from collections.abc import Iterator
 
 import pytest
+
+from tests.fakes import FakeOllamaServer, FakeOpenAIServer
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -20,3 +24,43 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  
     if os.environ.get("CI", "").lower() in ("1", "true", "yes") and report.skipped and not hasattr(report, "wasxfail"):
         report.outcome = "failed"
         report.longrepr = f"skipped in CI, which counts as a failure: {report.longrepr}"
+
+
+# --- fakes: Ollama and OpenAI API fakes -----------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def _fake_openai_session() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def _fake_ollama_session() -> Iterator[FakeOllamaServer]:
+    with FakeOllamaServer() as server:
+        yield server
+
+
+@pytest.fixture
+def fake_openai(_fake_openai_session: FakeOpenAIServer) -> FakeOpenAIServer:
+    """The fake OpenAI API (models ``fake-chat``, ``fake-embed``), reset: no recorded requests or failures."""
+    _fake_openai_session.reset()
+    return _fake_openai_session
+
+
+@pytest.fixture
+def fake_ollama(_fake_ollama_session: FakeOllamaServer) -> FakeOllamaServer:
+    """The fake Ollama server (``llama3.2:latest``, ``nomic-embed-text:latest``), reset."""
+    _fake_ollama_session.reset()
+    return _fake_ollama_session
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port with nothing listening (connections are refused)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+# --- end of fakes section -------------------------------------------------------------------------

@@ -1,0 +1,141 @@
+"""Runs an ASGI app with uvicorn in a background thread on a free loopback port (for the fakes)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import socket
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import uvicorn
+
+
+@dataclass
+class Failure:
+    """A canned upstream failure: answer ``status`` with ``message`` to the next ``count`` requests."""
+
+    count: int
+    status: int
+    message: str
+
+
+class FailureModes:
+    """Configurable misbehaviour shared by the fakes: failing requests and slow answers."""
+
+    def __init__(self) -> None:
+        self.delay_s = 0.0
+        self._failure: Failure | None = None
+        self._lock = threading.Lock()
+
+    def fail_next(self, count: int = 1, status: int = 500, message: str = "injected failure") -> None:
+        """Make the next ``count`` requests (other than health probes) fail with ``status``."""
+        with self._lock:
+            self._failure = Failure(count, status, message)
+
+    def take_failure(self) -> Failure | None:
+        """The failure to apply to this request, if one is armed (consumes one)."""
+        with self._lock:
+            f = self._failure
+            if f is None or f.count <= 0:
+                return None
+            f.count -= 1
+            return Failure(1, f.status, f.message)
+
+    async def wait(self) -> None:
+        """Sleep for the configured delay."""
+        if self.delay_s > 0:
+            await asyncio.sleep(self.delay_s)
+
+    def reset(self) -> None:
+        """Back to well-behaved."""
+        with self._lock:
+            self._failure = None
+        self.delay_s = 0.0
+
+
+class ServerThread:
+    """uvicorn serving ``app`` on 127.0.0.1:<free port> in a daemon thread; a context manager."""
+
+    def __init__(self, app: Any) -> None:
+        self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._sock.bind(("127.0.0.1", 0))
+        self.port: int = self._sock.getsockname()[1]
+        config = uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False)
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True)
+
+    @property
+    def root(self) -> str:
+        """``http://127.0.0.1:<port>``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start serving and wait until the socket accepts requests."""
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("fake server did not start")
+            time.sleep(0.01)
+
+    def stop(self) -> None:
+        """Stop serving and release the port."""
+        self._server.should_exit = True
+        self._thread.join(timeout=10)
+        self._sock.close()
+
+    def __enter__(self) -> ServerThread:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def fake_vector(text: str, dim: int) -> list[float]:
+    """A deterministic unit vector from hashed words: equal texts embed equally, shared words overlap."""
+    v = np.zeros(dim, dtype=np.float64)
+    for word in text.lower().split() or [""]:
+        h = int.from_bytes(hashlib.blake2b(word.encode(), digest_size=8).digest(), "little")
+        v[h % dim] += 1.0 if (h >> 63) == 0 else -1.0
+    norm = float(np.linalg.norm(v))
+    if norm == 0:
+        v[0], norm = 1.0, 1.0
+    return [float(x) for x in v / norm]
+
+
+def canned_reply(messages: list[dict[str, Any]]) -> list[str]:
+    """The deterministic answer, as word pieces: ``Echo:`` and the first words of the last user message."""
+    last = next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
+    words = ["Echo:", *last.split()[:24]]
+    return [w if i == len(words) - 1 else w + " " for i, w in enumerate(words)]
+
+
+def count_words(messages: list[dict[str, Any]]) -> int:
+    """Prompt size as the fakes count it: whitespace tokens of every message."""
+    return sum(len(str(m.get("content") or "").split()) for m in messages)
+
+
+def cut(pieces: list[str], max_tokens: int | None, stop: list[str]) -> tuple[list[str], str]:
+    """Apply ``max_tokens`` (counted in pieces) and stop strings; returns pieces and the finish reason."""
+    reason = "stop"
+    if max_tokens is not None and len(pieces) > max_tokens:
+        pieces, reason = pieces[:max_tokens], "length"
+    if stop:
+        text, out = "", []
+        for piece in pieces:
+            joined = text + piece
+            hits = [joined.find(s) for s in stop if s and joined.find(s) >= 0]
+            if hits:
+                keep = joined[: min(hits)][len(text) :]
+                if keep:
+                    out.append(keep)
+                return out, "stop"
+            out.append(piece)
+            text = joined
+    return pieces, reason

@@ -1,0 +1,85 @@
+"""ExtractiveChat: quotes the best source sentences with [n]; says so when the sources hold nothing."""
+
+from __future__ import annotations
+
+from rag.chat.extractive import ExtractiveChat, answer, split_sentences
+from rag.config import Settings
+from rag.registry import make_chat
+from rag.types import ChatRequest, Chunk, Message, ScoredChunk
+
+EN = (
+    "# Leave policy\n\nEmployees get 25 days of paid vacation per year. Unused days carry over until March, "
+    "e.g. up to 5 days.\n\n- Sick leave is unlimited with a doctor's note.\n- Parental leave is 16 weeks.",
+    "## Expenses\nTravel must be booked through the portal. Meals are reimbursed up to $50 per day. "
+    "Dr. Smith approves exceptions.",
+)
+KO = (
+    "## 휴가 규정\n직원은 매년 25일의 유급 휴가를 받습니다. 사용하지 않은 휴가는 3월까지 이월됩니다.\n"
+    "- 병가는 의사 소견서가 있으면 무제한입니다.",
+    "출장비는 포털을 통해 신청해야 합니다. 식비는 하루 5만원까지 지원됩니다.",
+)
+
+
+def sources(texts: tuple[str, ...]) -> tuple[ScoredChunk, ...]:
+    return tuple(ScoredChunk(Chunk(id=f"c{i}", text=t, source=f"doc{i}.md"), 0.5) for i, t in enumerate(texts))
+
+
+def request(question: str, texts: tuple[str, ...]) -> ChatRequest:
+    return ChatRequest(messages=(Message("user", question),), sources=sources(texts), question=question)
+
+
+def test_sentences_split_at_ends_but_not_abbreviations_and_headings_are_dropped():
+    assert split_sentences(EN[0]) == [
+        "Employees get 25 days of paid vacation per year.",
+        "Unused days carry over until March, e.g. up to 5 days.",
+        "Sick leave is unlimited with a doctor's note.",
+        "Parental leave is 16 weeks.",
+    ]
+    assert split_sentences(EN[1])[-1] == "Dr. Smith approves exceptions."
+    assert split_sentences(KO[0]) == [
+        "직원은 매년 25일의 유급 휴가를 받습니다.",
+        "사용하지 않은 휴가는 3월까지 이월됩니다.",
+        "병가는 의사 소견서가 있으면 무제한입니다.",
+    ]
+
+
+def test_english_answer_quotes_the_right_sentence_with_its_source_number():
+    text = answer("How many vacation days do employees get?", sources(EN))
+    assert text.startswith("Employees get 25 days of paid vacation per year [1].")
+    text = answer("What is the meal reimbursement limit?", sources(EN))
+    assert "Meals are reimbursed up to $50 per day [2]." in text
+    assert answer("How long is parental leave?", sources(EN)).startswith("Parental leave is 16 weeks [1].")
+
+
+def test_korean_answer_quotes_the_right_sentence_with_its_source_number():
+    assert answer("유급 휴가는 며칠인가요?", sources(KO)).startswith("직원은 매년 25일의 유급 휴가를 받습니다 [1].")
+    assert answer("식비는 얼마까지 지원되나요?", sources(KO)) == "식비는 하루 5만원까지 지원됩니다 [2]."
+
+
+def test_no_sources_or_no_overlap_says_it_could_not_find_in_the_question_language():
+    assert (
+        answer("What is the capital of Mongolia?", sources(EN)) == "I could not find this in the available documents."
+    )
+    assert answer("회사의 주차 정책은 무엇인가요?", sources(KO)) == "제공된 문서에서 답을 찾을 수 없습니다."
+    assert answer("How many vacation days?", ()) == "I could not find this in the available documents."
+    assert "[" not in answer("휴가는 며칠인가요?", ())
+
+
+def test_near_duplicate_sentences_are_quoted_once():
+    dup = ("Refunds are issued within 30 days of purchase.", "Refunds are issued within 30 days of purchase!")
+    text = answer("When are refunds issued?", sources(dup))
+    assert text.count("Refunds are issued") == 1
+
+
+async def test_streams_word_by_word_and_ends_with_stop_and_usage():
+    chat = make_chat(Settings(), "extractive://")
+    assert isinstance(chat, ExtractiveChat) and await chat.health()
+    req = request("How long is parental leave?", EN)
+    deltas = [d async for d in chat.stream(req)]
+    text = "".join(d.text for d in deltas)
+    assert text == answer(req.question, req.sources)
+    assert len([d for d in deltas if d.text]) >= 3
+    assert deltas[-1].finish_reason == "stop"
+    assert deltas[-1].usage is not None and deltas[-1].usage.completion_tokens == len(text.split())
+    again = "".join([d.text async for d in chat.stream(req)])
+    assert again == text
