@@ -37,8 +37,7 @@ class MissingExtra(ConfigError):
 
     def __init__(self, package: str, extra: str) -> None:
         super().__init__(
-            f"the '{package}' package is needed for this backend; "
-            f"install it with: pip install 'onprem-rag[{extra}]'"
+            f"the '{package}' package is needed for this backend; install it with: pip install 'onprem-rag[{extra}]'"
         )
 
 
