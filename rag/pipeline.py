@@ -13,7 +13,7 @@ from rag.config import Settings
 from rag.errors import CollectionNotFound, InvalidRequest
 from rag.lang import detect_lang
 from rag.prompt import build_messages
-from rag.registry import CHAT_AUTO, make_chat, make_embedder, make_store
+from rag.registry import is_auto, make_chat, make_embedder, make_store
 from rag.seams import ChatBackend, Embedder, VectorStore
 from rag.types import ChatRequest, Delta, Filter, GenParams, Message, ScoredChunk, Usage
 
@@ -85,7 +85,7 @@ class Pipeline:
         """Create every backend from settings; ``chat.url = auto`` is resolved here and logged."""
         embedder = make_embedder(settings)
         store = make_store(settings)
-        if settings.chat.url == CHAT_AUTO:
+        if is_auto(settings.chat.url):
             from rag.chat.auto import resolve_auto
 
             chat = await resolve_auto(settings)
@@ -192,4 +192,5 @@ class Pipeline:
     async def close(self) -> None:
         """Release every backend."""
         await self.chat.close()
+        await self.embedder.close()
         await self.store.close()

@@ -108,6 +108,11 @@ CHATS: dict[str, Entry] = {
 CHAT_AUTO = "auto"
 
 
+def is_auto(url: str) -> bool:
+    """True for ``auto`` and ``auto?model=x`` (Ollama if it answers, else extractive)."""
+    return url.partition("?")[0] == CHAT_AUTO
+
+
 def _entry(table: dict[str, Entry], seam: str, raw: str) -> tuple[BackendURL, Entry]:
     url = parse_url(raw)
     entry = table.get(url.scheme)
@@ -132,7 +137,7 @@ def validate_urls(settings: Settings) -> None:
     """Fail at start-up on any unknown scheme, before anything is imported or connected."""
     _entry(STORES, "vector store", settings.store.url)
     _entry(EMBEDDERS, "embedder", settings.embed.url)
-    if settings.chat.url != CHAT_AUTO:
+    if not is_auto(settings.chat.url):
         _entry(CHATS, "chat backend", settings.chat.url)
 
 

@@ -31,6 +31,10 @@ class Embedder(Protocol):
         """Embed one search query; returns a float32 vector of shape (dim,)."""
         ...
 
+    async def close(self) -> None:
+        """Release connections and models."""
+        ...
+
 
 @runtime_checkable
 class VectorStore(Protocol):

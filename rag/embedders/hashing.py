@@ -45,6 +45,9 @@ class HashingEmbedder:
         """Embed passages."""
         return self.encode(texts)
 
+    async def close(self) -> None:
+        """Nothing to release: the model lives as long as the process."""
+
     async def embed_query(self, text: str) -> np.ndarray:
         """Embed a query."""
         return self.encode([text])[0]

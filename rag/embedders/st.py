@@ -101,6 +101,9 @@ class SentenceTransformerEmbedder:
         prefixed = [self._document_prefix + t for t in texts]
         return await asyncio.to_thread(self.encode, prefixed)
 
+    async def close(self) -> None:
+        """Nothing to release: the model lives as long as the process."""
+
     async def embed_query(self, text: str) -> np.ndarray:
         """Embed one query in a worker thread."""
         vectors = await asyncio.to_thread(self.encode, [self._query_prefix + text])
