@@ -19,7 +19,9 @@ def rows() -> list[tuple[str, str, str]]:
                 default = subfield.get_default(call_default_factory=True)
                 out.append((f"RAG_{name.upper()}__{sub.upper()}", _fmt(default), subfield.description or ""))
         else:
-            out.append((f"RAG_{name.upper()}", _fmt(field.get_default(call_default_factory=True)), field.description or ""))
+            out.append(
+                (f"RAG_{name.upper()}", _fmt(field.get_default(call_default_factory=True)), field.description or "")
+            )
     return out
 
 

@@ -221,7 +221,7 @@ def serve(
     out.print(
         "Try:\n"
         f"  curl -s {base}/v1/chat/completions -H 'Content-Type: application/json' \\\n"
-        f"    -d '{{\"model\": \"{settings.server.model_name}\", \"messages\": "
+        f'    -d \'{{"model": "{settings.server.model_name}", "messages": '
         '[{"role": "user", "content": "How long may a GPU job run?"}]}\'\n'
         f"  python -c \"from openai import OpenAI; c = OpenAI(base_url='{base}/v1', api_key='none'); "
         f"print(c.chat.completions.create(model='{settings.server.model_name}', "

@@ -81,9 +81,8 @@ def test_the_rag_model_is_listed(served):
 
 
 def test_a_non_streaming_answer_cites_the_expected_source(served):
-    reply = client(served).chat.completions.create(
-        model="rag", messages=[{"role": "user", "content": "How quickly must a data subject's deletion request be completed?"}]
-    )  # fmt: skip
+    question = "How quickly must a data subject's deletion request be completed?"
+    reply = client(served).chat.completions.create(model="rag", messages=[{"role": "user", "content": question}])
     text = reply.choices[0].message.content or ""
     assert "14 days" in text and "[1]" in text
     sources = reply.model_extra["sources"]
