@@ -36,9 +36,8 @@ class MissingExtra(ConfigError):
     code = "missing_extra"
 
     def __init__(self, package: str, extra: str) -> None:
-        super().__init__(
-            f"the '{package}' package is needed for this backend; install it with: pip install 'onprem-rag[{extra}]'"
-        )
+        spec = "onprem-rag" if extra == "core" else f"onprem-rag[{extra}]"
+        super().__init__(f"the '{package}' package is needed for this backend; install it with: pip install '{spec}'")
 
 
 class InvalidRequest(RagError):

@@ -122,15 +122,17 @@ def _entry(table: dict[str, Entry], seam: str, raw: str) -> tuple[BackendURL, En
     return url, entry
 
 
-def _load(entry: Entry) -> Any:
+def _build(entry: Entry, url: BackendURL, settings: Settings) -> Any:
+    """Import the adapter module and call its factory; a missing SDK names the extra to install."""
     module_name, _, attr = entry.target.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        factory = getattr(importlib.import_module(module_name), attr)
+        return factory(url, settings)
     except ModuleNotFoundError as e:
-        if e.name and not e.name.startswith(("rag.", "rag")):
-            raise MissingExtra(e.name, entry.extra) from e
-        raise
-    return getattr(module, attr)
+        missing = e.name or "?"
+        if missing.split(".")[0] in ("rag", "ingest", "serving", "eval", "ui"):
+            raise
+        raise MissingExtra(missing, entry.extra) from e
 
 
 def validate_urls(settings: Settings) -> None:
@@ -144,16 +146,16 @@ def validate_urls(settings: Settings) -> None:
 def make_store(settings: Settings) -> VectorStore:
     """Build the configured vector store (not yet opened)."""
     url, entry = _entry(STORES, "vector store", settings.store.url)
-    return _load(entry)(url, settings)  # type: ignore[no-any-return]
+    return _build(entry, url, settings)  # type: ignore[no-any-return]
 
 
 def make_embedder(settings: Settings) -> Embedder:
     """Build the configured embedder."""
     url, entry = _entry(EMBEDDERS, "embedder", settings.embed.url)
-    return _load(entry)(url, settings)  # type: ignore[no-any-return]
+    return _build(entry, url, settings)  # type: ignore[no-any-return]
 
 
 def make_chat(settings: Settings, url_text: str | None = None) -> ChatBackend:
     """Build a chat backend from a URL (default: the configured one; 'auto' is not accepted here)."""
     url, entry = _entry(CHATS, "chat backend", url_text or settings.chat.url)
-    return _load(entry)(url, settings)  # type: ignore[no-any-return]
+    return _build(entry, url, settings)  # type: ignore[no-any-return]
