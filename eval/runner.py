@@ -303,6 +303,7 @@ class Runner:
     async def run(self) -> RunOutcome:
         """Run every pending item; items that fail are recorded with their error, not retried next time."""
         started = time.monotonic()
+        self.folder.mkdir(parents=True, exist_ok=True)
         todo, skipped = self.pending()
         for case, _ in todo:
             self._pending_per_case[case.id] = self._pending_per_case.get(case.id, 0) + 1
@@ -378,7 +379,8 @@ class Runner:
                 "answer": answer.text,
                 "cited": cited,
                 "metrics": metrics,
-                "ttft_ms": answer.timings_ms.get("first_token"),
+                # The pipeline reports 0 for an answer with no text; there was no first token to time.
+                "ttft_ms": answer.timings_ms.get("first_token") if answer.text else None,
                 "total_ms": answer.timings_ms.get("generation"),
                 "prompt_tokens": answer.usage.prompt_tokens,
                 "completion_tokens": answer.usage.completion_tokens,
