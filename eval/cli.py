@@ -323,5 +323,52 @@ def compare_command(
     out.print(table)
 
 
+@eval_app.command("synth")
+def synth_command(
+    ctx: typer.Context,
+    generator: Annotated[str, typer.Option("--generator", "-g", help="Chat URL of the model that writes questions.")],
+    out_file: Annotated[Path, typer.Option("--out", help="Case file to write (.jsonl or .yaml).")],
+    squad: Annotated[Path | None, typer.Option(help="SQuAD/KorQuAD file whose paragraphs to use.")] = None,
+    beir: Annotated[Path | None, typer.Option(help="BEIR folder whose corpus to use.")] = None,
+    count: Annotated[int, typer.Option(min=1, help="Cases to generate at most.")] = 50,
+    seed: Annotated[int, typer.Option(help="Seed for sampling passages.")] = 0,
+    min_support: Annotated[float, typer.Option(help="Share of answer tokens that must occur in the passage.")] = 0.8,
+) -> None:
+    """Generate questions and answers from sampled passages, deduplicated and checked against their passage.
+
+    Example: rag eval synth --squad dev.json -g 'openai+http://gpu:8000/v1?model=x' --count 100 --out synth.jsonl
+    """
+    settings = _settings(ctx)
+
+    async def go() -> Any:
+        from eval.corpus import to_document
+        from eval.dataset import dump_cases
+        from eval.synth import Passage, synthesize
+        from ingest.chunking import Chunker
+        from rag.registry import make_chat, make_embedder
+
+        imported, _ = _load_data(None, squad, beir)
+        chunker = Chunker(settings.ingest.chunk_size, settings.ingest.chunk_overlap, make_embedder(settings))
+        passages = [
+            Passage(c.source, c.text)
+            for doc in imported.corpus
+            for c in chunker.chunks(to_document(doc, ("public",)), ingested_at=0.0)
+        ]
+        backend = make_chat(settings, generator)
+        try:
+            with _progress() as bar:
+                task = bar.add_task("synthesize", total=len(passages))
+                cases = await synthesize(
+                    backend, passages, count, seed, min_support, lambda n: bar.update(task, completed=n)
+                )
+        finally:
+            await backend.close()
+        dump_cases(cases, out_file)
+        return len(cases), len(passages)
+
+    made, seen = _run(go)
+    err.print(f"{made} cases written to {out_file} (from {seen} passages)")
+
+
 if __name__ == "__main__":
     eval_app()

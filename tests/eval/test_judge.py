@@ -82,3 +82,40 @@ async def test_a_judged_run_records_faithfulness_and_relevance(
     assert len(records) == 7
     assert all(r.metrics["faithfulness"] == 0.75 and r.metrics["relevance"] == 1.0 for r in records)
     assert all(r.judge_error is None for r in records)
+
+
+# --- synthetic questions ---------------------------------------------------------------------------------
+
+
+def test_synth_pairs_are_parsed_and_checked_against_their_passage() -> None:
+    from eval.synth import parse_pair, support
+
+    assert parse_pair("Q: Who won?\nA: The Broncos\nmore") == ("Who won?", "The Broncos")
+    assert parse_pair("no pair here") is None
+    assert support("Pittsburgh Steelers", "The Broncos defeated the Pittsburgh Steelers.") == 1.0
+    assert support("the Dallas Cowboys", "The Broncos defeated the Pittsburgh Steelers.") == 0.0
+
+
+def test_synth_command_writes_deduplicated_answerable_cases(
+    eval_env: dict[str, str], fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from eval.dataset import load_cases
+    from tests.eval.test_cli import invoke
+
+    def reply(messages: list[dict[str, Any]]) -> list[str]:
+        passage = str(messages[-1]["content"])
+        if "Broncos" in passage:
+            return ["Q: Who lost in the divisional round?\n", "A: Pittsburgh Steelers"]
+        if "Tesla" in passage:
+            return ["Q: Who lost in the divisional round?\n", "A: Pittsburgh Steelers"]  # unsupported here
+        return ["I cannot write a question."]
+
+    monkeypatch.setattr(openai_server, "canned_reply", reply)
+    out = tmp_path / "synth.jsonl"
+    code, _, err = invoke("synth", "--squad", str(XQUAD), "-g", fake_target(fake_openai.base_url), "--out", str(out))
+    assert code == 0, err
+    cases = load_cases(out)
+    assert [(c.question, c.answers, c.sources) for c in cases] == [
+        ("Who lost in the divisional round?", ("Pittsburgh Steelers",), ("Super_Bowl_50#0",))
+    ]
+    assert "1 cases written" in err and "3 passages" in err
