@@ -15,6 +15,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from eval.cli import eval_app
 from rag.config import Settings, load
 from rag.errors import ConfigError, RagError
 
@@ -259,6 +260,9 @@ def backends() -> None:
         for scheme, entry in table_rows.items():
             table.add_row(f"{scheme}://", entry.extra, entry.description)
         out.print(table)
+
+
+app.add_typer(eval_app, name="eval", help="Evaluate retrieval and answers: run, report, compare, synth.")
 
 
 def main() -> None:

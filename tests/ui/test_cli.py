@@ -82,3 +82,10 @@ def test_informational_commands_run(tmp_path, command):
     r = rag(command, cwd=tmp_path)
     assert r.returncode == 0, r.stderr
     assert r.stdout.strip()
+
+
+def test_the_eval_commands_are_mounted_under_rag_eval(tmp_path):
+    r = rag("eval", "--help", cwd=tmp_path)
+    assert r.returncode == 0
+    for command in ("run", "report", "compare", "synth"):
+        assert command in r.stdout
