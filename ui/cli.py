@@ -26,7 +26,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
+out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
 log = logging.getLogger("rag.cli")
 
@@ -216,6 +216,9 @@ def serve(
         state.overrides["RAG_SERVER__PORT"] = str(port)
     settings = _settings()
     import uvicorn
+
+    # Start-up choices (which chat backend 'auto' picked, and why) are logged at INFO.
+    logging.getLogger().setLevel(settings.log_level.upper())
 
     base = f"http://{settings.server.host}:{settings.server.port}"
     out.print(f"[bold green]onprem-rag[/] serving on {base}  (web console: {base}/ , API: {base}/v1)")

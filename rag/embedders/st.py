@@ -7,6 +7,7 @@ Models are never fetched from a hub: HF_HUB_OFFLINE is forced on before the libr
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Sequence
@@ -63,6 +64,9 @@ class SentenceTransformerEmbedder:
         if dim is None:
             raise ConfigError(f"cannot tell the embedding dimension of the model in {model_path}")
         self._info = EmbedderInfo(id=model_id, dim=int(dim))
+        # Chunking counts tokens of whole documents with this tokenizer (encode() truncates on its
+        # own), so the tokenizer's "sequence longer than the maximum" warning is only noise.
+        logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
         self._batch_size = batch_size
         self._query_prefix = query_prefix
         self._document_prefix = document_prefix
