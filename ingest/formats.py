@@ -49,10 +49,20 @@ class Parsed:
 
     title: str
     sections: tuple[Section, ...]
+    warnings: tuple[str, ...] = ()  # repairs a person may want to know about (mixed encodings)
 
 
 def decode_text(data: bytes) -> str:
     """Decode text bytes: BOMs, then UTF-8, then Korean legacy encodings, then charset detection.
+
+    Raises:
+        ParseError: the bytes are binary or in no encoding we can tell.
+    """
+    return decode_text_noted(data)[0]
+
+
+def decode_text_noted(data: bytes) -> tuple[str, tuple[str, ...]]:
+    """Like ``decode_text``, also returning warnings about repairs (mixed encodings, invalid UTF-8 bytes).
 
     Raises:
         ParseError: the bytes are binary or in no encoding we can tell.
@@ -66,21 +76,24 @@ def decode_text(data: bytes) -> str:
     ):
         if data.startswith(bom):
             try:
-                return _check_text(data.decode(encoding), encoding)
+                return _check_text(data.decode(encoding), encoding), ()
             except UnicodeDecodeError as e:
                 raise ParseError(f"invalid {encoding} text after its byte-order mark: {e.reason}") from e
     if b"\x00" in data:
         raise ParseError("binary content (NUL bytes, no UTF-16 byte-order mark)")
     try:
-        return _check_text(data.decode("utf-8"), "utf-8")
-    except UnicodeDecodeError:
-        pass
+        return _check_text(data.decode("utf-8"), "utf-8"), ()
+    except UnicodeDecodeError as e:
+        first_bad = e.start
+    repaired = _decode_by_line(data, first_bad)
+    if repaired is not None:
+        return repaired
     # Korean documents are our common non-UTF-8 case, and short CP949 text is easy to misdetect,
     # so a strict CP949 decode that yields mostly Hangul wins over the statistical guess.
     try:
         text = data.decode("cp949")
         if hangul_ratio(text) >= 0.3:
-            return _check_text(text, "cp949")
+            return _check_text(text, "cp949"), ()
     except UnicodeDecodeError:
         pass
     from charset_normalizer import from_bytes
@@ -88,7 +101,42 @@ def decode_text(data: bytes) -> str:
     best = from_bytes(data).best()
     if best is None:
         raise ParseError("undecodable content: not UTF-8, UTF-16, CP949 or any encoding charset-normalizer knows")
-    return _check_text(str(best), best.encoding)
+    return _check_text(str(best), best.encoding), ()
+
+
+def _decode_by_line(data: bytes, first_bad: int) -> tuple[str, tuple[str, ...]] | None:
+    """UTF-8 text with some CP949 lines (files concatenated from two sources), or with a few damaged bytes.
+
+    Only applies when the file holds real UTF-8 (valid non-ASCII sequences); a file with none is
+    in a legacy encoding and left to the CP949 check and charset detection.
+    """
+    lines = data.split(b"\n")
+    out: list[str] = []
+    utf8_non_ascii = legacy = bad = 0
+    for line in lines:
+        try:
+            text = line.decode("utf-8")
+            utf8_non_ascii += not text.isascii()
+        except UnicodeDecodeError:
+            try:
+                text = line.decode("cp949")
+                legacy += 1 if hangul_ratio(text) >= 0.3 else 0
+                bad += 0 if hangul_ratio(text) >= 0.3 else 1
+            except UnicodeDecodeError:
+                text = line.decode("utf-8", errors="replace")
+                bad += 1
+        out.append(text)
+    if not utf8_non_ascii:
+        return None
+    if legacy and not bad:
+        note = f"mixed encodings: {legacy} line(s) in CP949, the rest UTF-8; each line decoded in its own encoding"
+        return _check_text("\n".join(out), "utf-8+cp949"), (note,)
+    replaced = data.decode("utf-8", errors="replace")
+    damaged = replaced.count("\ufffd")
+    if damaged <= max(1, len(replaced) // 100):
+        note = f"invalid UTF-8: {damaged} damaged byte sequence(s) replaced with U+FFFD (first at byte {first_bad})"
+        return _check_text(replaced, "utf-8"), (note,)
+    return None
 
 
 def _check_text(text: str, encoding: str) -> str:
@@ -133,7 +181,7 @@ def parse_markdown(data: bytes) -> Parsed:
     """Markdown: sections by ATX/setext headings (code fences respected), title from front matter or H1."""
     from markdown_it import MarkdownIt
 
-    text = decode_text(data)
+    text, warnings = decode_text_noted(data)
     title = ""
     match = _FRONT_MATTER.match(text)
     if match:
@@ -164,15 +212,16 @@ def parse_markdown(data: bytes) -> Parsed:
         acc.add(lines[n].rstrip())
         n += 1
     acc.flush()
-    return Parsed(title=title, sections=tuple(acc.out))
+    return Parsed(title=title, sections=tuple(acc.out), warnings=warnings)
 
 
 def parse_text(data: bytes) -> Parsed:
     """Plain text: one section; a short first line followed by a blank line is the title."""
-    text = decode_text(data).strip()
+    text, warnings = decode_text_noted(data)
+    text = text.strip()
     first, _, rest = text.partition("\n")
     title = first.strip() if rest.startswith("\n") and 0 < len(first.strip()) <= 100 else ""
-    return Parsed(title=title, sections=(Section(text=text),) if text else ())
+    return Parsed(title=title, sections=(Section(text=text),) if text else (), warnings=warnings)
 
 
 def parse_pdf(data: bytes) -> Parsed:
@@ -306,6 +355,104 @@ def parse_html(data: bytes) -> Parsed:
     return Parsed(title=title, sections=tuple(acc.out))
 
 
+def parse_pptx(data: bytes) -> Parsed:
+    """PPTX via python-pptx: one section per slide (its title is the section), notes and tables included."""
+    from pptx import Presentation
+
+    try:
+        deck = Presentation(io.BytesIO(data))
+    except Exception as e:  # python-pptx raises zipfile/KeyError/ValueError on bad packages
+        raise ParseError(f"unreadable PPTX: {type(e).__name__}: {e}") from e
+    title = (deck.core_properties.title or "").strip()
+    sections: list[Section] = []
+    for number, slide in enumerate(deck.slides, start=1):
+        heading = ""
+        title_shape = slide.shapes.title
+        if title_shape is not None and title_shape.has_text_frame:
+            heading = _SPACES.sub(" ", title_shape.text_frame.text).strip()
+        lines: list[str] = [heading] if heading else []
+        for shape in slide.shapes:
+            if title_shape is not None and shape.shape_id == title_shape.shape_id:
+                continue
+            lines.extend(_pptx_shape_lines(shape))
+        if slide.has_notes_slide and slide.notes_slide.notes_text_frame is not None:
+            notes = slide.notes_slide.notes_text_frame.text.strip()
+            if notes:
+                lines.append(f"Notes: {notes}")
+        text = _clean("\n".join(lines))
+        if text:
+            title = title or heading
+            sections.append(Section(text=text, section=heading or f"Slide {number}", page=number))
+    return Parsed(title=title, sections=tuple(sections))
+
+
+def _pptx_shape_lines(shape: Any) -> list[str]:
+    if getattr(shape, "shapes", None) is not None:  # a group: recurse into its members
+        return [line for sub in shape.shapes for line in _pptx_shape_lines(sub)]
+    if getattr(shape, "has_table", False) and shape.has_table:
+        return [" | ".join(_SPACES.sub(" ", c.text).strip() for c in row.cells) for row in shape.table.rows]
+    if getattr(shape, "has_text_frame", False) and shape.has_text_frame:
+        return [p_text for p in shape.text_frame.paragraphs if (p_text := "".join(r.text for r in p.runs).strip())]
+    return []
+
+
+# Rows per section of a sheet or CSV: each section repeats the header, so every chunk reads on its own.
+_ROWS_PER_SECTION = 50
+
+
+def _rows_as_sections(rows: list[list[str]], section: str) -> list[Section]:
+    """Table rows as ``header: value`` lines, the first non-empty row being the header."""
+    rows = [r for r in rows if any(c.strip() for c in r)]
+    if not rows:
+        return []
+    header = [h.strip() or f"column {i + 1}" for i, h in enumerate(rows[0])]
+    lines = []
+    for row in rows[1:]:
+        cells = [f"{header[i] if i < len(header) else f'column {i + 1}'}: {v.strip()}" for i, v in enumerate(row)]
+        lines.append("; ".join(c for c in cells if not c.endswith(": ")))
+    if not lines:  # a header-only table is still text
+        lines = [" | ".join(header)]
+    return [
+        Section(text="\n".join(lines[i : i + _ROWS_PER_SECTION]), section=section)
+        for i in range(0, len(lines), _ROWS_PER_SECTION)
+    ]
+
+
+def parse_xlsx(data: bytes) -> Parsed:
+    """XLSX via openpyxl (read-only, cached values): each sheet's rows as ``header: value`` text."""
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
+    except Exception as e:  # openpyxl raises zipfile/KeyError/InvalidFileException on bad packages
+        raise ParseError(f"unreadable XLSX: {type(e).__name__}: {e}") from e
+    try:
+        title = (book.properties.title or "").strip()
+        sections: list[Section] = []
+        for sheet in book.worksheets:
+            rows = [["" if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)]
+            sections.extend(_rows_as_sections(rows, sheet.title))
+    finally:
+        book.close()
+    return Parsed(title=title, sections=tuple(sections))
+
+
+def parse_csv(data: bytes) -> Parsed:
+    """CSV (delimiter sniffed, encoding detected): rows as ``header: value`` text."""
+    import csv
+
+    text, warnings = decode_text_noted(data)
+    try:
+        dialect: Any = csv.Sniffer().sniff(text[:8192], delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    try:
+        rows = list(csv.reader(io.StringIO(text), dialect))
+    except csv.Error as e:
+        raise ParseError(f"malformed CSV: {e}") from e
+    return Parsed(title="", sections=tuple(_rows_as_sections(rows, "")), warnings=warnings)
+
+
 PARSERS: dict[str, Callable[[bytes], Parsed]] = {
     ".md": parse_markdown,
     ".markdown": parse_markdown,
@@ -315,6 +462,11 @@ PARSERS: dict[str, Callable[[bytes], Parsed]] = {
     ".docx": parse_docx,
     ".html": parse_html,
     ".htm": parse_html,
+    ".pptx": parse_pptx,
+    ".xlsx": parse_xlsx,
+    ".xlsm": parse_xlsx,
+    ".csv": parse_csv,
+    ".tsv": parse_csv,
 }
 
 

@@ -7,9 +7,11 @@ The folder loader serves ``file://`` URIs and plain paths. Listing is cheap (a d
 from __future__ import annotations
 
 import asyncio
+import errno
 import fnmatch
 import logging
 import os
+import stat
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -52,6 +54,7 @@ class Document:
     doc_hash: str
     sections: tuple[Section, ...]
     groups: tuple[str, ...] = field(default=())
+    warnings: tuple[str, ...] = ()
 
 
 @runtime_checkable
@@ -172,7 +175,15 @@ class FolderLoader:
             return [self._item(self._path, self._path.parent, {})]
         out: list[Item] = []
         cache: dict[Path, tuple[str, ...]] = {}
-        for dirpath, dirnames, filenames in os.walk(self._path, followlinks=False):
+
+        def unlisted(e: OSError) -> None:
+            # A folder we cannot list is reported (its URI ends in "/"), and the documents stored
+            # from it are kept rather than taken for deleted.
+            where = Path(e.filename or self._path)
+            rel = where.relative_to(self._path).as_posix() if where != self._path else "."
+            out.append(Item(uri=where.as_uri() + "/", name=rel, error=f"cannot list folder: {e.strerror}"))
+
+        for dirpath, dirnames, filenames in os.walk(self._path, onerror=unlisted, followlinks=False):
             folder = Path(dirpath)
             kept = []
             for d in sorted(dirnames):
@@ -199,7 +210,13 @@ class FolderLoader:
     def _item(self, path: Path, root: Path, cache: dict[Path, tuple[str, ...]]) -> Item:
         uri, name = path.as_uri(), path.relative_to(root).as_posix()
         if path.is_symlink():
-            target = path.resolve()
+            try:
+                target = path.resolve(strict=True)
+            except RuntimeError:  # Python < 3.13 reports a loop this way, newer ones as OSError(ELOOP)
+                return Item(uri=uri, name=name, error="symbolic link loop")
+            except OSError as e:
+                reason = "symbolic link loop" if e.errno == errno.ELOOP else f"broken symbolic link: {e.strerror}"
+                return Item(uri=uri, name=name, error=reason)
             if target != root and root not in target.parents:
                 return Item(uri=uri, name=name, skip="symbolic link pointing outside the source root")
         if parser_for(path.name) is None:
@@ -208,6 +225,11 @@ class FolderLoader:
             st = path.stat()
         except OSError as e:
             return Item(uri=uri, name=name, error=f"cannot stat: {e.strerror}")
+        if not stat.S_ISREG(st.st_mode):
+            # Reading a FIFO would block the run forever; devices and sockets are no documents either.
+            return Item(uri=uri, name=name, error=f"not a regular file ({_file_kind(st.st_mode)})")
+        if st.st_size == 0:
+            return Item(uri=uri, name=name, mtime=st.st_mtime, skip="empty file (0 bytes)")
         if st.st_size > self._max_bytes:
             limit = f"{self._max_bytes / 1024 / 1024:g} MiB limit (max_file_mb)"
             reason = f"file is {st.st_size / 1024 / 1024:.1f} MiB, above the {limit}"
@@ -217,6 +239,14 @@ class FolderLoader:
         except ACLError as e:
             return Item(uri=uri, name=name, mtime=st.st_mtime, size=st.st_size, error=str(e))
         return Item(uri=uri, name=name, mtime=st.st_mtime, size=st.st_size, groups=groups)
+
+
+def _file_kind(mode: int) -> str:
+    for test, kind in ((stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
+                       (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "folder")):  # fmt: skip
+        if test(mode):
+            return kind
+    return "special file"
 
 
 def parse(item: Item, data: bytes) -> Document:
@@ -229,6 +259,8 @@ def parse(item: Item, data: bytes) -> Document:
     if parser is None:
         raise ParseError(f"unsupported file type: {item.name}")
     parsed = parser(data)
+    if not any(s.text.strip() for s in parsed.sections):
+        raise ParseError("empty file (0 bytes)" if not data else "no text found in the document")
     stem = Path(item.name).stem
     title = parsed.title or stem.replace("_", " ").replace("-", " ").strip() or stem
     sample = "\n".join(s.text for s in parsed.sections[:20])[:20000]
@@ -240,6 +272,7 @@ def parse(item: Item, data: bytes) -> Document:
         doc_hash=content_hash(data),
         sections=parsed.sections,
         groups=item.groups,
+        warnings=parsed.warnings,
     )
 
 

@@ -49,11 +49,15 @@ class DocState:
         return set(self.ids) | set(self.pending or ())
 
 
-def state_path(data_dir: Path, store_url: str, collection: str) -> Path:
-    """State file of one collection in one store: ``<data_dir>/sync/<collection>-<store hash>.sqlite3``."""
+def state_path(data_dir: Path, store_url: str, collection: str, suffix: str = "") -> Path:
+    """State file of one collection in one store: ``<data_dir>/sync/<collection>-<store hash>[-suffix].sqlite3``.
+
+    ``suffix`` separates the states of shards (``shard0of4``), which must never share a file.
+    """
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", collection)
     tag = hashlib.blake2b(store_url.encode(), digest_size=4).hexdigest()
-    return data_dir / "sync" / f"{safe}-{tag}.sqlite3"
+    extra = f"-{suffix}" if suffix else ""
+    return data_dir / "sync" / f"{safe}-{tag}{extra}.sqlite3"
 
 
 class SyncState:

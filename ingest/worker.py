@@ -3,25 +3,55 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol, runtime_checkable
 
 from ingest.chunking import Chunker
 from ingest.formats import ParseError
 from ingest.loaders import Item, make_loader, parse
 from ingest.sync import DocState, SyncState, state_path
 from rag.config import Settings
+from rag.errors import InvalidRequest
 from rag.ids import content_hash
 from rag.seams import Embedder, VectorStore
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
 
-# progress(status, source): status is one of added, updated, unchanged, deleted, skipped, failed.
+# progress(status, source): status is one of added, updated, regrouped, unchanged, deleted, skipped, failed.
 Progress = Callable[[str, str], None]
+
+
+@runtime_checkable
+class GroupUpdater(Protocol):
+    """A store that can change the ACL groups of stored chunks in place, keeping their vectors."""
+
+    async def set_groups(self, ids: Sequence[str], groups: Sequence[str]) -> None:
+        """Replace the groups of the given chunks (unknown ids are ignored)."""
+        ...
+
+
+def parse_shard(spec: str) -> tuple[int, int]:
+    """``"i/N"`` as (i, N), with 0 <= i < N.
+
+    Raises:
+        InvalidRequest: not of that form.
+    """
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", spec)
+    if not match or not 0 <= int(match.group(1)) < int(match.group(2)):
+        raise InvalidRequest(f"shard must be 'i/N' with 0 <= i < N, got '{spec}'", param="shard")
+    return int(match.group(1)), int(match.group(2))
+
+
+def shard_of(uri: str, count: int) -> int:
+    """The shard (0..count-1) a document belongs to: a stable hash of its URI, the same on every machine."""
+    digest = hashlib.blake2b(uri.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % count
 
 
 @dataclass(frozen=True)
@@ -31,19 +61,24 @@ class IngestReport:
     source: str
     added: int = 0
     updated: int = 0
+    regrouped: int = 0  # only the ACL changed: groups rewritten in place, nothing re-embedded
     deleted: int = 0
     unchanged: int = 0
     skipped: tuple[tuple[str, str], ...] = ()
     failed: tuple[tuple[str, str], ...] = ()
+    warnings: tuple[tuple[str, str], ...] = ()  # ingested, but repaired (mixed encodings, damaged bytes)
     chunks_added: int = 0
     chunks_deleted: int = 0
+    chunks_embedded: int = 0
     seconds: float = 0.0
+    shard: str = ""  # "i/N" when only one shard of the source was processed
+    interrupted: bool = False  # stopped early (SIGTERM); vanished documents were not looked for
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form (pairs become ``{"source", "reason"}`` objects)."""
         out = asdict(self)
-        out["skipped"] = [{"source": s, "reason": r} for s, r in self.skipped]
-        out["failed"] = [{"source": s, "reason": r} for s, r in self.failed]
+        for key in ("skipped", "failed", "warnings"):
+            out[key] = [{"source": s, "reason": r} for s, r in getattr(self, key)]
         out["seconds"] = round(self.seconds, 3)
         return out
 
@@ -51,12 +86,14 @@ class IngestReport:
 @dataclass
 class _Tally:
     counts: dict[str, int] = field(
-        default_factory=lambda: dict.fromkeys(("added", "updated", "deleted", "unchanged"), 0)
+        default_factory=lambda: dict.fromkeys(("added", "updated", "regrouped", "deleted", "unchanged"), 0)
     )
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    warnings: list[tuple[str, str]] = field(default_factory=list)
     chunks_added: int = 0
     chunks_deleted: int = 0
+    chunks_embedded: int = 0
 
 
 @dataclass
@@ -103,6 +140,7 @@ class _Writer:
     async def _write(self, batch: list[tuple[Chunk, _Job]]) -> None:
         chunks = [c for c, _ in batch]
         vectors = await self._embedder.embed_documents([c.text for c in chunks])
+        self._tally.chunks_embedded += len(chunks)
         await self._store.upsert(chunks, vectors)
         self._tally.chunks_added += len(chunks)
         done: list[_Job] = []
@@ -129,11 +167,20 @@ async def ingest_source(
     source: str,
     *,
     progress: Progress | None = None,
+    shard: tuple[int, int] | None = None,
+    stop: asyncio.Event | None = None,
+    total: Callable[[int], None] | None = None,
 ) -> IngestReport:
     """Bring the store in line with a source folder: add new, replace changed, remove vanished documents.
 
     Opens the store (creating the collection) with the embedder's identity; the caller closes it.
     Parse failures are reported per document and leave that document's stored chunks untouched.
+
+    ``shard=(i, N)`` handles only documents whose URI hashes to shard i of N, with a sync state of
+    its own; a vanished document is deleted by the shard it hashes to, so N shards running at once
+    never touch the same document. When ``stop`` is set the run ends after the document batch in
+    flight is written (SIGTERM); the deletion pass is then skipped, the listing being unfinished.
+    ``total`` is called once with the number of documents to look at, after listing (progress ETA).
 
     Raises:
         InvalidRequest: the source does not exist or is not a folder/file source.
@@ -152,8 +199,10 @@ async def ingest_source(
     chunker = Chunker(cfg.chunk_size, cfg.chunk_overlap, embedder)
     recipe = f"{chunker.recipe}:{embedder.info.id}"
     await store.open(embedder.info, create=True)
-    state = SyncState(state_path(settings.data_dir, settings.store.url, store.name))
+    suffix = f"shard{shard[0]}of{shard[1]}" if shard else ""
+    state = SyncState(state_path(settings.data_dir, settings.store.url, store.name, suffix))
     tally = _Tally()
+    interrupted = False
 
     def note(status: str, src: str) -> None:
         if progress is not None:
@@ -165,16 +214,26 @@ async def ingest_source(
             state.reset()
         writer = _Writer(store, embedder, state, settings.embed.batch_size, tally, note)
         seen: set[str] = set()
-        async for item in loader.items():
+        unlisted: list[str] = []  # folders that could not be listed: their stored documents are kept
+        items = [i async for i in loader.items() if shard is None or shard_of(i.uri, shard[1]) == shard[0]]
+        if total is not None:
+            total(len(items))
+        for item in items:
+            if stop is not None and stop.is_set():
+                interrupted = True
+                log.info("stop requested: finishing the batch in flight, then stopping")
+                break
             if item.skip:
                 tally.skipped.append((item.uri, item.skip))
                 note("skipped", item.uri)
                 continue
             seen.add(item.uri)
+            if item.error and item.uri.endswith("/"):
+                unlisted.append(item.uri)
             await _ingest_item(item, loader.fetch, chunker, recipe, ingested_at, state, store, writer, tally, note)
         await writer.flush()
-        for doc in state.under(loader.root):
-            if doc.source not in seen:
+        for doc in [] if interrupted else state.under(loader.root):
+            if doc.source not in seen and not any(doc.source.startswith(u) for u in unlisted):
                 removed = await store.delete_sources([doc.source])
                 state.remove(doc.source)
                 tally.counts["deleted"] += 1
@@ -187,13 +246,17 @@ async def ingest_source(
         **tally.counts,
         skipped=tuple(tally.skipped),
         failed=tuple(tally.failed),
+        warnings=tuple(tally.warnings),
         chunks_added=tally.chunks_added,
         chunks_deleted=tally.chunks_deleted,
+        chunks_embedded=tally.chunks_embedded,
         seconds=time.monotonic() - started,
+        shard=f"{shard[0]}/{shard[1]}" if shard else "",
+        interrupted=interrupted,
     )
     log.info(
-        "ingested %s: %d added, %d updated, %d deleted, %d unchanged, %d skipped, %d failed in %.1fs",
-        report.source, report.added, report.updated, report.deleted, report.unchanged,
+        "ingested %s: %d added, %d updated, %d regrouped, %d deleted, %d unchanged, %d skipped, %d failed in %.1fs",
+        report.source, report.added, report.updated, report.regrouped, report.deleted, report.unchanged,
         len(report.skipped), len(report.failed), report.seconds,
     )  # fmt: skip
     return report
@@ -230,10 +293,19 @@ async def _ingest_item(
         await fail(f"cannot read: {e.strerror or e}")
         return
     doc_hash = content_hash(data)
-    if prev is not None and prev.pending is None and prev.doc_hash == doc_hash and prev.recipe == doc_recipe:
-        tally.counts["unchanged"] += 1
-        note("unchanged", item.uri)
-        return
+    if prev is not None and prev.pending is None and prev.doc_hash == doc_hash:
+        if prev.recipe == doc_recipe:
+            tally.counts["unchanged"] += 1
+            note("unchanged", item.uri)
+            return
+        if prev.recipe.rpartition(":acl=")[0] == recipe and isinstance(store, GroupUpdater):
+            # Same text, same chunking, only the ACL changed: rewrite the groups, keep the vectors.
+            # A crash between these two steps leaves the old recipe recorded, so the next run redoes it.
+            await store.set_groups(list(prev.ids), item.groups)
+            state.finish(item.uri, list(prev.ids), doc_hash=doc_hash, recipe=doc_recipe)
+            tally.counts["regrouped"] += 1
+            note("regrouped", item.uri)
+            return
     try:
         doc = await asyncio.to_thread(parse, item, data)
         chunks = await asyncio.to_thread(chunker.chunks, doc, ingested_at=ingested_at)
@@ -244,6 +316,7 @@ async def _ingest_item(
         log.exception("unexpected error parsing %s", item.uri)
         await fail(f"parser error: {type(e).__name__}: {e}")
         return
+    tally.warnings.extend((item.uri, w) for w in doc.warnings)
     new_ids = [c.id for c in chunks]
     old_ids = prev.all_ids() if prev is not None else set()
     job = _Job(
