@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -92,6 +92,62 @@ class ServerSettings(BaseModel):
         return v
 
 
+class AuthSettings(BaseModel):
+    """Who may call the service and which documents each caller may read."""
+
+    required: bool = Field(
+        False, description="Refuse callers without credentials (401); false = anonymous callers read 'public' only."
+    )
+    access_file: Path | None = Field(
+        None, description="YAML/JSON file of hashed API keys and user-to-group rules (see serving/identity.py)."
+    )
+    openwebui_jwt_secret: SecretStr | None = Field(
+        None, description="HS256 secret shared with Open WebUI; verifies its X-OpenWebUI-User-Jwt header."
+    )
+    trust_openwebui_headers: bool = Field(
+        False, description="Trust plain X-OpenWebUI-User-* headers (forgeable: only behind a trusted proxy)."
+    )
+
+    @field_validator("access_file", mode="before")
+    @classmethod
+    def _empty_is_none(cls, v: Any) -> Any:
+        return None if v == "" else v
+
+
+class LimitsSettings(BaseModel):
+    """What one request and one caller may ask of the service."""
+
+    max_messages: int = Field(200, ge=1, description="Most messages in one chat request.")
+    max_input_tokens: int = Field(32000, ge=1, description="Most input tokens (estimated) in one chat request.")
+    rate_per_minute: int = Field(0, ge=0, description="Requests per minute per caller (key or user); 0 = unlimited.")
+    request_timeout_s: float = Field(300.0, gt=0, description="Longest a request may take, streaming included.")
+    backend_concurrency: int = Field(32, ge=1, description="Most generations in flight per chat backend.")
+
+
+class ChainSettings(BaseModel):
+    """Fallback chat backends tried, in order, after chat.url fails before its first token."""
+
+    fallback_urls: list[str] = Field(default_factory=list, description="Chat backend URLs tried after chat.url.")
+    retries: int = Field(1, ge=0, le=10, description="Extra attempts per backend before moving on.")
+    backoff_s: float = Field(0.2, ge=0, description="Wait before a retry (doubles each time), seconds.")
+    first_token_timeout_s: float = Field(
+        60.0, gt=0, description="A backend that sends nothing for this long fails over, seconds."
+    )
+    breaker_failures: int = Field(3, ge=1, description="Consecutive failures that open a backend's circuit breaker.")
+    breaker_reset_s: float = Field(30.0, gt=0, description="How long an open breaker skips its backend, seconds.")
+    probe_interval_s: float = Field(15.0, ge=0, description="Health probe period per backend, seconds; 0 = none.")
+    restricted_to_public: bool = Field(
+        False, description="Allow answers from non-public documents to go to public endpoints (openai://)."
+    )
+
+
+class TelemetrySettings(BaseModel):
+    """Logs and metrics."""
+
+    log_format: Literal["json", "text"] = Field("json", description="Service log lines: one JSON object or text.")
+    metrics: bool = Field(True, description="Serve Prometheus metrics on /metrics.")
+
+
 class Settings(BaseSettings):
     """The root of all configuration."""
 
@@ -110,6 +166,10 @@ class Settings(BaseSettings):
     retrieval: RetrievalSettings = Field(default_factory=RetrievalSettings)
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
+    limits: LimitsSettings = Field(default_factory=LimitsSettings)
+    chain: ChainSettings = Field(default_factory=ChainSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
 
     @classmethod
     def settings_customise_sources(
