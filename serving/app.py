@@ -14,9 +14,12 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
+from rag.chain import build_chain
 from rag.config import Settings, load
 from rag.pipeline import Pipeline
 from serving import errors
+from serving.identity import Authenticator
+from serving.metrics import Metrics, MetricsMiddleware, configure_logging
 from serving.middleware import BodyLimitMiddleware, RequestIdMiddleware
 from serving.routes import router
 
@@ -35,13 +38,20 @@ def _static_dir() -> Path | None:
 def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = None) -> FastAPI:
     """Build the service. ``pipeline``, when given (tests), is used as is and not closed by the app."""
     settings = settings or (pipeline.settings if pipeline is not None else load())
-    if not logging.getLogger().handlers:
-        # Under plain uvicorn nothing configures the root logger; rag.* and serving.* log through it.
-        logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Under plain uvicorn nothing configures the root logger; rag.* and serving.* log through it.
+    configure_logging(settings.log_level, settings.telemetry.log_format)
+    metrics = Metrics()
+    authenticator = Authenticator(settings.auth, settings.limits.rate_per_minute)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pipeline = pipeline or await Pipeline.build(settings)
+        if pipeline is None:
+            built = await Pipeline.build(settings)
+            # Every generation goes through the chain: fallbacks, retries, breakers, bounded concurrency.
+            built.chat = build_chain(settings, built.chat, on_failover=metrics.failover, on_attempt=metrics.attempt)
+            app.state.pipeline = built
+        else:
+            app.state.pipeline = pipeline
         try:
             yield
         finally:
@@ -57,12 +67,15 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
         strict_content_type=False,
     )
     app.state.settings = settings
+    app.state.metrics = metrics
+    app.state.authenticator = authenticator
     app.state.started_at = int(time.time())
     app.include_router(router)
     _mount_ui(app)
     # Added last = outermost: the request id is set before anything else can fail.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_request_kb * 1024)
     errors.install(app)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -5,6 +5,7 @@ The retrieval and generation logic lives in :mod:`rag.pipeline`; this module onl
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import math
@@ -14,10 +15,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any
 
-from rag.errors import NotFound
+from rag.errors import InvalidRequest, NotFound, UpstreamTimeout
 from rag.pipeline import Answer, Citation, Pipeline
 from rag.types import ChatRequest, Delta, Filter, GenParams, Message, Role, Usage
 from serving.errors import translate
+from serving.metrics import Metrics
 from serving.wire import (
     AssistantMessage,
     ChatCompletion,
@@ -60,6 +62,21 @@ def check_model(req_model: str, pipeline: Pipeline) -> None:
 def to_messages(req: ChatCompletionRequest) -> tuple[Message, ...]:
     """The request's messages as core messages (text only)."""
     return tuple(Message(role=_ROLES[m.role], content=m.text()) for m in req.messages)
+
+
+def check_size(messages: Sequence[Message], max_messages: int, max_input_tokens: int) -> None:
+    """Refuse conversations longer than the limits (tokens estimated, as no tokenizer is at hand)."""
+    if len(messages) > max_messages:
+        raise InvalidRequest(
+            f"too many messages ({len(messages)}; at most {max_messages})", param="messages", code="too_many_messages"
+        )
+    tokens = sum(estimate_tokens(m.content) for m in messages)
+    if tokens > max_input_tokens:
+        raise InvalidRequest(
+            f"the messages are about {tokens} tokens long; at most {max_input_tokens} are accepted",
+            param="messages",
+            code="context_length_exceeded",
+        )
 
 
 def to_params(req: ChatCompletionRequest) -> GenParams:
@@ -241,6 +258,40 @@ async def stream_sse(
         log.warning("stream failed after it started (%s): %s", status, body["error"]["message"])
         yield sse(body)
     yield sse("[DONE]")
+
+
+async def observed(events: Events, metrics: Metrics, started: float, deadline: float) -> Events:
+    """``events`` under the request deadline, feeding TTFT, retrieval, token and citation metrics.
+
+    ``started`` is a ``time.perf_counter()`` value; ``deadline`` is in event-loop time.
+    """
+    first_token = False
+    try:
+        while True:
+            try:
+                async with asyncio.timeout_at(deadline):
+                    event = await anext(events)
+            except StopAsyncIteration:
+                return
+            except TimeoutError as e:
+                raise UpstreamTimeout("the request took longer than limits.request_timeout_s allows") from e
+            if isinstance(event, Delta):
+                if event.text and not first_token:
+                    first_token = True
+                    metrics.ttft.observe(time.perf_counter() - started)
+            elif "retrieval" in event.timings_ms:
+                metrics.retrieval.observe(event.timings_ms["retrieval"] / 1000)
+                metrics.answers.inc()
+                if not event.retrieved:
+                    metrics.empty_retrievals.inc()
+                if not event.citations:
+                    metrics.uncited.inc()
+            if isinstance(event, Answer):
+                metrics.tokens.labels("prompt").inc(event.usage.prompt_tokens)
+                metrics.tokens.labels("completion").inc(event.usage.completion_tokens)
+            yield event
+    finally:
+        await events.aclose()  # type: ignore[attr-defined]
 
 
 async def _chain(first: Delta | Answer, rest: Events) -> Events:

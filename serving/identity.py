@@ -1,20 +1,307 @@
-"""Who is calling, as the groups used to filter retrieval.
+"""Who is calling: API keys, Open WebUI's signed user token, or nobody (the public group).
 
-Placeholder until API keys and Open WebUI's signed user token are supported: every caller is
-anonymous and sees only ``public`` documents. Routes depend on :func:`caller_groups`, so the
-auth work replaces this function and nothing else.
+A caller becomes a :class:`Principal` with ACL groups (which filter retrieval inside the store
+query) and scopes (which routes it may use). Sources of identity, strongest first:
+
+1. ``X-OpenWebUI-User-Jwt``: Open WebUI's HS256 token (claims ``sub``, ``email``, ``name``,
+   ``role``, ``iss="open-webui"``, ``exp``), verified with ``auth.openwebui_jwt_secret``. Groups
+   come from the ``users`` rules of the access file (by user id or e-mail, e-mail domain, role).
+2. ``Authorization: Bearer KEY``: a key listed (as its SHA-256) in the access file.
+3. Plain ``X-OpenWebUI-User-Id/-Email/-Role`` headers, only with ``auth.trust_openwebui_headers``
+   (anyone who reaches the service can forge them).
+4. Nobody: the ``public`` group, unless ``auth.required``.
+
+The access file (YAML or JSON, re-read when it changes)::
+
+    keys:
+      - name: ci-bot
+        sha256: 9f86d0...        # SHA-256 hex of the key: printf %s "$KEY" | sha256sum
+        groups: [eng]            # 'public' is always added
+        scopes: [chat, search]   # default: chat, search, embed; 'admin' allows everything
+        rate_per_minute: 600     # optional; default limits.rate_per_minute
+    users:
+      groups: [public]           # every verified user
+      scopes: [chat, search, embed]
+      by_user: {"alice@lab.org": [hr]}   # user id or e-mail
+      by_domain: {"lab.org": [staff]}
+      by_role: {admin: [hr]}
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote
+
+import yaml
 from fastapi import Request
 
+from rag.config import AuthSettings
+from rag.errors import ConfigError, Forbidden, RateLimited, Unauthenticated
 from rag.types import PUBLIC_GROUP, Filter
 
+log = logging.getLogger(__name__)
 
-def caller_groups(request: Request) -> tuple[str, ...]:
-    """The ACL groups of the caller (anonymous: only the public group)."""
-    return (PUBLIC_GROUP,)
+JWT_HEADER = "X-OpenWebUI-User-Jwt"
+JWT_ISSUER = "open-webui"
+JWT_LEEWAY_S = 30
+SCOPES = frozenset({"chat", "search", "embed", "admin"})
+DEFAULT_SCOPES = frozenset({"chat", "search", "embed"})
+RELOAD_EVERY_S = 2.0
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated (or anonymous) caller."""
+
+    id: str
+    kind: str  # "key", "user", "anonymous"
+    groups: tuple[str, ...] = (PUBLIC_GROUP,)
+    scopes: frozenset[str] = DEFAULT_SCOPES
+    rate_per_minute: int | None = None
+
+    def allows(self, scope: str | None) -> bool:
+        """Whether this caller holds ``scope`` (``admin`` holds every scope)."""
+        return scope is None or scope in self.scopes or "admin" in self.scopes
+
+
+ANONYMOUS = Principal(id="anonymous", kind="anonymous")
+
+
+def hash_key(key: str) -> str:
+    """The SHA-256 hex digest under which a key is stored (keys are random tokens, not passwords)."""
+    return hashlib.sha256(key.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class UserRules:
+    """How a verified user's identity maps onto groups."""
+
+    groups: tuple[str, ...] = (PUBLIC_GROUP,)
+    scopes: frozenset[str] = DEFAULT_SCOPES
+    by_user: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    by_domain: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    by_role: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def principal(self, user_id: str, email: str, role: str) -> Principal:
+        """The principal of a user, with every group a rule gives it."""
+        groups = set(self.groups)
+        for ident in (user_id, email.lower()):
+            groups.update(self.by_user.get(ident, ()))
+        if "@" in email:
+            groups.update(self.by_domain.get(email.rsplit("@", 1)[1].lower(), ()))
+        groups.update(self.by_role.get(role, ()))
+        return Principal(id=f"user:{user_id or email}", kind="user", groups=tuple(sorted(groups)), scopes=self.scopes)
+
+
+@dataclass(frozen=True)
+class Access:
+    """The parsed access file."""
+
+    keys: Mapping[str, Principal] = field(default_factory=dict)  # by sha256 hex
+    users: UserRules = field(default_factory=UserRules)
+
+
+def _scopes(value: Any, where: str) -> frozenset[str]:
+    scopes = frozenset(value if value is not None else DEFAULT_SCOPES)
+    unknown = scopes - SCOPES
+    if unknown:
+        raise ConfigError(f"{where}: unknown scope(s) {', '.join(sorted(unknown))}; known: {', '.join(sorted(SCOPES))}")
+    return scopes
+
+
+def _group_map(value: Any, where: str, lower: bool = False) -> dict[str, tuple[str, ...]]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where} must be a mapping of names to group lists")
+    return {(str(k).lower() if lower else str(k)): tuple(str(g) for g in v) for k, v in value.items()}
+
+
+def parse_access(data: Mapping[str, Any], origin: str = "access file") -> Access:
+    """Validate an access file's content."""
+    unknown = set(data) - {"keys", "users"}
+    if unknown:
+        raise ConfigError(f"{origin}: unknown section(s) {', '.join(sorted(unknown))}; known: keys, users")
+    keys: dict[str, Principal] = {}
+    for i, entry in enumerate(data.get("keys") or []):
+        where = f"{origin}: keys[{i}]"
+        digest = str(entry.get("sha256", "")).lower().removeprefix("sha256:")
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ConfigError(f"{where}: 'sha256' must be the 64-hex-digit SHA-256 of the key")
+        if not entry.get("name"):
+            raise ConfigError(f"{where}: 'name' is required")
+        groups = {PUBLIC_GROUP, *(str(g) for g in entry.get("groups") or [])}
+        keys[digest] = Principal(
+            id=f"key:{entry['name']}",
+            kind="key",
+            groups=tuple(sorted(groups)),
+            scopes=_scopes(entry.get("scopes"), where),
+            rate_per_minute=entry.get("rate_per_minute"),
+        )
+    u = data.get("users") or {}
+    users = UserRules(
+        groups=tuple(str(g) for g in u.get("groups", [PUBLIC_GROUP])),
+        scopes=_scopes(u.get("scopes"), f"{origin}: users"),
+        by_user=_group_map(u.get("by_user"), f"{origin}: users.by_user"),
+        by_domain=_group_map(u.get("by_domain"), f"{origin}: users.by_domain", lower=True),
+        by_role=_group_map(u.get("by_role"), f"{origin}: users.by_role"),
+    )
+    return Access(keys=keys, users=users)
+
+
+class AccessFile:
+    """The access file, re-read when its modification time changes (key rotation without restart)."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._lock = threading.Lock()
+        self._mtime: float | None = None
+        self._checked = 0.0
+        self._access = Access()
+        if path is not None:
+            self._load()
+
+    def _load(self) -> None:
+        assert self.path is not None
+        try:
+            stat = self.path.stat()
+            text = self.path.read_text()
+        except OSError as e:
+            raise ConfigError(f"cannot read the access file {self.path}: {e}") from e
+        try:
+            data = json.loads(text) if self.path.suffix == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as e:
+            raise ConfigError(f"the access file {self.path} is not valid YAML/JSON: {e}") from e
+        self._access = parse_access(data or {}, str(self.path))
+        self._mtime = stat.st_mtime
+
+    def get(self) -> Access:
+        """The current rules (a broken edit keeps the previous rules and is logged)."""
+        if self.path is not None and time.monotonic() - self._checked > RELOAD_EVERY_S:
+            with self._lock:
+                self._checked = time.monotonic()
+                try:
+                    if self.path.stat().st_mtime != self._mtime:
+                        self._load()
+                        log.info("access file %s reloaded", self.path)
+                except (OSError, ConfigError) as e:
+                    log.error("access file %s not reloaded, keeping the previous rules: %s", self.path, e)
+        return self._access
+
+
+class RateLimiter:
+    """Token bucket per principal: ``rate`` requests a minute, bursts of up to ``rate``."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self._buckets: dict[str, tuple[float, float]] = {}  # id -> (tokens, last refill)
+
+    def take(self, who: str, rate_per_minute: int) -> None:
+        """Spend one token or raise :class:`RateLimited` with the wait until the next one."""
+        if rate_per_minute <= 0:
+            return
+        now = self.clock()
+        per_s = rate_per_minute / 60.0
+        tokens, last = self._buckets.get(who, (float(rate_per_minute), now))
+        tokens = min(float(rate_per_minute), tokens + (now - last) * per_s)
+        if tokens < 1.0:
+            self._buckets[who] = (tokens, now)
+            raise RateLimited(
+                f"rate limit of {rate_per_minute} requests per minute exceeded for {who}",
+                retry_after_s=(1.0 - tokens) / per_s,
+            )
+        self._buckets[who] = (tokens - 1.0, now)
+        if len(self._buckets) > 100_000:  # forget idle callers rather than grow without bound
+            self._buckets = {k: v for k, v in self._buckets.items() if now - v[1] < 120}
+
+
+class Authenticator:
+    """Turns request headers into a :class:`Principal` according to the ``auth`` settings."""
+
+    def __init__(self, settings: AuthSettings, default_rate_per_minute: int = 0) -> None:
+        self.settings = settings
+        self.access = AccessFile(settings.access_file)
+        self.secret = settings.openwebui_jwt_secret.get_secret_value() if settings.openwebui_jwt_secret else None
+        self.default_rate = default_rate_per_minute
+        self.limiter = RateLimiter()
+        if self.secret is not None:
+            import jwt  # noqa: F401  (fail at start-up, not on the first request)
+
+    def identify(self, headers: Mapping[str, str]) -> Principal:
+        """The caller, or :class:`Unauthenticated` for bad or (when required) missing credentials."""
+        access = self.access.get()
+        key_principal: Principal | None = None
+        auth = headers.get("authorization", "")
+        if access.keys and auth:
+            scheme, _, token = auth.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("the Authorization header must be 'Bearer <API key>'")
+            key_principal = access.keys.get(hash_key(token.strip()))
+            if key_principal is None:
+                raise Unauthenticated("the API key is not valid")
+        token = headers.get(JWT_HEADER.lower())
+        if token and self.secret is not None:
+            return self._user_from_jwt(token, access.users)
+        if key_principal is not None:
+            return key_principal
+        if self.settings.trust_openwebui_headers:
+            user_id = unquote(headers.get("x-openwebui-user-id", ""))
+            email = unquote(headers.get("x-openwebui-user-email", ""))
+            if user_id or email:
+                return access.users.principal(user_id, email, headers.get("x-openwebui-user-role", ""))
+        if self.settings.required:
+            raise Unauthenticated("credentials are required: send 'Authorization: Bearer <API key>'")
+        return ANONYMOUS
+
+    def _user_from_jwt(self, token: str, users: UserRules) -> Principal:
+        import jwt
+
+        try:
+            claims = jwt.decode(
+                token,
+                self.secret,
+                algorithms=["HS256"],
+                issuer=JWT_ISSUER,
+                leeway=JWT_LEEWAY_S,
+                options={"require": ["exp", "iat", "iss"]},
+            )
+        except jwt.PyJWTError as e:
+            raise Unauthenticated(f"the Open WebUI user token is not valid: {e}") from e
+        user_id, email = str(claims.get("sub") or claims.get("id") or ""), str(claims.get("email") or "")
+        if not user_id and not email:
+            raise Unauthenticated("the Open WebUI user token names no user (no 'sub' or 'email')")
+        return users.principal(user_id, email, str(claims.get("role") or ""))
+
+    def limit(self, principal: Principal, client: str) -> None:
+        """Apply the caller's rate limit (anonymous callers are counted per client address)."""
+        rate = principal.rate_per_minute if principal.rate_per_minute is not None else self.default_rate
+        who = principal.id if principal.kind != "anonymous" else f"anonymous@{client or '-'}"
+        self.limiter.take(who, rate)
+
+
+def require(scope: str | None) -> Callable[[Request], Principal]:
+    """A route dependency: the authenticated, rate-limited caller holding ``scope``."""
+
+    def dependency(request: Request) -> Principal:
+        authn: Authenticator = request.app.state.authenticator
+        client = request.client.host if request.client else ""
+        principal = authn.identify(request.headers)
+        request.state.principal = principal.id
+        if not principal.allows(scope):
+            raise Forbidden(f"this caller lacks the '{scope}' scope", code="insufficient_scope")
+        authn.limit(principal, client)
+        return principal
+
+    dependency.__name__ = f"require_{scope or 'caller'}"
+    return dependency
 
 
 def acl_filter(groups: tuple[str, ...]) -> Filter:

@@ -5,20 +5,26 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import time
 from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from rag.errors import InvalidRequest, NotFound, RagError
+from rag import chain
+from rag.config import Settings
+from rag.errors import InvalidRequest, NotFound, RagError, UpstreamTimeout
 from rag.pipeline import Pipeline
 from rag.types import FILTERABLE_FIELDS, Filter, ScoredChunk
 from serving import chat
-from serving.identity import acl_filter, caller_groups
+from serving.identity import Principal, acl_filter, require
+from serving.metrics import Metrics
 from serving.wire import (
     ChatCompletion,
     ChatCompletionRequest,
+    DeleteResponse,
     EmbeddingData,
     EmbeddingRequest,
     EmbeddingResponse,
@@ -36,7 +42,7 @@ log = logging.getLogger(__name__)
 
 BACKEND_HEADER = "X-RAG-Backend"
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 404, 413, 500, 502, 503, 504)
+    code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 500, 502, 503, 504)
 }
 
 router = APIRouter()
@@ -47,8 +53,24 @@ def get_pipeline(request: Request) -> Pipeline:
     return request.app.state.pipeline  # type: ignore[no-any-return]
 
 
+def get_metrics(request: Request) -> Metrics:
+    """The app's metrics."""
+    return request.app.state.metrics  # type: ignore[no-any-return]
+
+
+def get_settings(request: Request) -> Settings:
+    """The app's settings."""
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
 PipelineDep = Annotated[Pipeline, Depends(get_pipeline)]
-GroupsDep = Annotated[tuple[str, ...], Depends(caller_groups)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+CallerDep = Annotated[Principal, Depends(require(None))]
+ChatCallerDep = Annotated[Principal, Depends(require("chat"))]
+SearchCallerDep = Annotated[Principal, Depends(require("search"))]
+EmbedCallerDep = Annotated[Principal, Depends(require("embed"))]
+AdminDep = Annotated[Principal, Depends(require("admin"))]
 
 
 def _model_card(request: Request, pipeline: Pipeline) -> ModelCard:
@@ -62,13 +84,13 @@ def _model_card(request: Request, pipeline: Pipeline) -> ModelCard:
 
 
 @router.get("/v1/models", response_model=ModelList, tags=["openai"])
-async def list_models(request: Request, pipeline: PipelineDep) -> ModelList:
+async def list_models(request: Request, pipeline: PipelineDep, caller: CallerDep) -> ModelList:
     """The one model this service serves (with our ``rag`` extension)."""
     return ModelList(data=[_model_card(request, pipeline)])
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=_ERRORS, tags=["openai"])
-async def get_model(model_id: str, request: Request, pipeline: PipelineDep) -> ModelCard:
+async def get_model(model_id: str, request: Request, pipeline: PipelineDep, caller: CallerDep) -> ModelCard:
     """One model by id."""
     chat.check_model(model_id, pipeline)
     return _model_card(request, pipeline)
@@ -81,28 +103,51 @@ async def get_model(model_id: str, request: Request, pipeline: PipelineDep) -> M
     tags=["openai"],
 )
 async def chat_completions(
-    body: ChatCompletionRequest, request: Request, pipeline: PipelineDep, groups: GroupsDep
+    body: ChatCompletionRequest,
+    request: Request,
+    pipeline: PipelineDep,
+    caller: ChatCallerDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
 ) -> Response:
     """Answer from the documents the caller may read, citing them; streamed as SSE when asked."""
+    request.state.model = body.model
     chat.check_model(body.model, pipeline)
     messages = chat.to_messages(body)
-    events = await chat.events_for(pipeline, messages, chat.to_params(body), acl_filter(groups))
-    headers = {BACKEND_HEADER: pipeline.chat.name}
-    if not body.stream:
-        completion = await chat.complete(events, body.model, messages)
-        return JSONResponse(completion.model_dump(mode="json"), headers=headers)
-    # Take the first event before answering so a backend that fails at once still gets a status.
-    first = await anext(events)
+    limits = settings.limits
+    chat.check_size(messages, limits.max_messages, limits.max_input_tokens)
+    started = time.perf_counter()
+    deadline = asyncio.get_running_loop().time() + limits.request_timeout_s
+    with chain.trace() as route:
+        try:
+            async with asyncio.timeout_at(deadline):
+                raw = await chat.events_for(pipeline, messages, chat.to_params(body), acl_filter(caller.groups))
+        except TimeoutError as e:
+            raise UpstreamTimeout("the request took longer than limits.request_timeout_s allows") from e
+        events = chat.observed(raw, metrics, started, deadline)
+        if not body.stream:
+            completion = await chat.complete(events, body.model, messages)
+            backend = route.backend or pipeline.chat.name
+            request.state.backend = backend
+            return JSONResponse(completion.model_dump(mode="json"), headers={BACKEND_HEADER: backend})
+        # Take the first event before answering so a backend that fails at once still gets a status
+        # (and the chain can still fail over to the next backend).
+        first = await anext(events)
+    backend = route.backend or pipeline.chat.name
+    request.state.backend = backend
     stream = chat.stream_sse(
         first, events, body.model, messages, body.wants_usage(), getattr(request.state, "request_id", None)
     )
-    headers.update({"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    headers = {BACKEND_HEADER: backend, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
 
 
 @router.post("/v1/embeddings", response_model=EmbeddingResponse, responses=_ERRORS, tags=["openai"])
-async def embeddings(body: EmbeddingRequest, pipeline: PipelineDep) -> EmbeddingResponse:
+async def embeddings(
+    body: EmbeddingRequest, request: Request, pipeline: PipelineDep, caller: EmbedCallerDep
+) -> EmbeddingResponse:
     """Embed texts with the collection's embedder (as passages)."""
+    request.state.model = body.model
     info = pipeline.embedder.info
     if body.model not in (pipeline.settings.server.model_name, info.id):
         raise NotFound(
@@ -162,10 +207,33 @@ def _hit(h: ScoredChunk) -> SearchHit:
 
 
 @router.post("/v1/search", response_model=SearchResponse, responses=_ERRORS, tags=["rag"])
-async def search(body: SearchRequest, pipeline: PipelineDep, groups: GroupsDep) -> SearchResponse:
+async def search(
+    body: SearchRequest, pipeline: PipelineDep, caller: SearchCallerDep, metrics: MetricsDep
+) -> SearchResponse:
     """Scored chunks for a query, best first, without generation."""
-    hits = await pipeline.search(body.query, body.k, search_filter(body.filters, groups))
+    started = time.perf_counter()
+    hits = await pipeline.search(body.query, body.k, search_filter(body.filters, caller.groups))
+    metrics.retrieval.observe(time.perf_counter() - started)
     return SearchResponse(query=body.query, data=[_hit(h) for h in hits])
+
+
+@router.delete("/v1/sources", response_model=DeleteResponse, responses=_ERRORS, tags=["rag"])
+async def delete_sources(
+    pipeline: PipelineDep, caller: AdminDep, source: Annotated[list[str], Query(min_length=1)]
+) -> DeleteResponse:
+    """Remove every chunk of the given source documents (needs the ``admin`` scope)."""
+    await pipeline.ensure_open()
+    deleted = await pipeline.store.delete_sources(source)
+    log.info("%s deleted %d chunks of %d source(s)", caller.id, deleted, len(source))
+    return DeleteResponse(deleted=deleted, sources=source)
+
+
+@router.get("/metrics", tags=["ops"], response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+async def prometheus_metrics(metrics: MetricsDep, settings: SettingsDep) -> Response:
+    """Prometheus metrics in the text exposition format."""
+    if not settings.telemetry.metrics:
+        raise NotFound("metrics are switched off (telemetry.metrics)")
+    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @router.get("/healthz", tags=["ops"])

@@ -323,6 +323,14 @@ class SearchResponse(BaseModel):
     data: list[SearchHit]
 
 
+class DeleteResponse(BaseModel):
+    """``DELETE /v1/sources`` response."""
+
+    object: Literal["deletion"] = "deletion"
+    deleted: int
+    sources: list[str]
+
+
 # ---------------------------------------------------------------------------------------------
 # Errors
 # ---------------------------------------------------------------------------------------------
