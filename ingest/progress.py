@@ -1,4 +1,4 @@
-"""A terminal progress display for ingestion: documents done, rate, and what happened to each."""
+"""A terminal progress display for ingestion: documents done of the total listed, rate, ETA, outcomes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,15 @@ from collections import Counter
 from types import TracebackType
 
 from rich.console import Console
-from rich.progress import MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 
 
 class RichProgress:
@@ -17,9 +25,12 @@ class RichProgress:
         self._progress = Progress(
             SpinnerColumn(),
             TextColumn("[bold]ingesting[/]"),
+            BarColumn(bar_width=20),
             MofNCompleteColumn(),
             TextColumn("docs  {task.fields[rate]:.1f} docs/s  {task.fields[summary]}"),
             TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
             TextColumn("[dim]{task.fields[current]}"),
             console=console,
             transient=True,
@@ -34,6 +45,10 @@ class RichProgress:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self._progress.stop()
+
+    def set_total(self, total: int) -> None:
+        """The number of documents listed; turns the spinner into a bar with an ETA."""
+        self._progress.update(self._task, total=total)
 
     def __call__(self, status: str, source: str) -> None:
         """Record one document's outcome."""

@@ -2,7 +2,8 @@
 
 The protocol that makes a killed run safe to repeat:
 
-1. ``begin(source, ids)`` records the chunk ids about to be written as *pending* (committed).
+1. ``begin(source, ids)`` records the chunk ids about to be written as *pending* (committed),
+   added to any ids still pending from an earlier interrupted write.
 2. The chunks are upserted into the store; old ids that are not among the new ones are deleted.
 3. ``finish(source, ...)`` makes the pending ids current and clears pending (committed).
 
@@ -95,8 +96,12 @@ class SyncState:
 
     def begin(self, source: str, ids: list[str]) -> None:
         """Record the ids about to be written for a document (step 1 of the protocol)."""
-        pending = json.dumps(ids)
         with self._db:
+            row = self._db.execute("SELECT pending FROM docs WHERE source = ?", (source,)).fetchone()
+            # Ids still pending from an interrupted earlier write stay listed: they may be in the
+            # store, and forgetting them here would leave them behind as orphans if this write dies too.
+            earlier = json.loads(row[0]) if row and row[0] else []
+            pending = json.dumps(sorted(set(ids) | set(earlier)))
             cur = self._db.execute("UPDATE docs SET pending = ? WHERE source = ?", (pending, source))
             if cur.rowcount == 0:
                 # A new document: nothing is current yet; the empty doc_hash marks it until finish.

@@ -107,24 +107,32 @@ def _settings() -> Settings:
 def ingest(
     source: Annotated[str, typer.Argument(help="Folder, file, file:// or s3:// URI to ingest.")],
     report: Annotated[Path | None, typer.Option(help="Also write the summary as JSON here.")] = None,
+    shard: Annotated[
+        str | None, typer.Option(help="Only shard i of N ('i/N'), by a hash of each document's URI.")
+    ] = None,
 ) -> None:
     """Ingest documents: new and changed files are embedded, deleted ones removed.
 
     Example: rag ingest examples/docs --report ingest.json
+
+    Example, 4 pods in parallel: rag ingest s3://docs/handbook --shard 2/4
     """
     settings = _settings()
 
     async def go() -> Any:
         from ingest.progress import RichProgress
-        from ingest.worker import ingest_source
+        from ingest.worker import ingest_source, parse_shard
         from rag.registry import make_embedder, make_store
 
+        part = parse_shard(shard) if shard else None
         embedder = make_embedder(settings)
         store = make_store(settings)
         try:
             await store.open(embedder.info, create=True)
             with RichProgress(err) as progress:
-                return await ingest_source(settings, store, embedder, source, progress=progress)
+                return await ingest_source(
+                    settings, store, embedder, source, progress=progress, shard=part, total=progress.set_total
+                )
         finally:
             await store.close()
 
@@ -139,11 +147,16 @@ def ingest(
 
 def _print_ingest_summary(summary: dict[str, Any]) -> None:
     table = Table(title="Ingestion summary", show_header=False)
-    for key in ("added", "updated", "deleted", "unchanged", "skipped", "chunks_added", "chunks_deleted"):
+    for key in (
+        "added", "updated", "regrouped", "deleted", "unchanged", "skipped", "failed", "warnings",
+        "chunks_embedded", "chunks_added", "chunks_deleted",
+    ):  # fmt: skip
         value = summary.get(key, 0)
         table.add_row(key.replace("_", " "), str(len(value) if isinstance(value, list) else value))
     table.add_row("seconds", f"{summary.get('seconds', 0):.1f}")
     out.print(table)
+    for warning in summary.get("warnings", []):
+        err.print(f"[yellow]warning[/] {warning['source']}: {warning['reason']}")
     for failure in summary.get("failed", []):
         err.print(f"[red]failed[/] {failure['source']}: {failure['reason']}")
 
