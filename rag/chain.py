@@ -70,6 +70,7 @@ class ChainPolicy:
     breaker_reset_s: float = 30.0
     probe_interval_s: float = 15.0
     restricted_to_public: bool = False
+    public_url_prefixes: tuple[str, ...] = PUBLIC_SCHEMES
     concurrency: int = 32
 
 
@@ -100,9 +101,9 @@ class Breaker:
             self.opened_at = self.clock()
 
 
-def is_public(backend: ChatBackend) -> bool:
+def is_public(backend: ChatBackend, prefixes: tuple[str, ...] = PUBLIC_SCHEMES) -> bool:
     """Whether a backend sends prompts outside the organisation."""
-    return backend.name.startswith(PUBLIC_SCHEMES)
+    return backend.name.startswith(prefixes)
 
 
 def is_restricted(request: ChatRequest) -> bool:
@@ -149,7 +150,7 @@ class ChainChat:
         """Backends this request may go to, in order (open breakers last, as a last resort)."""
         allowed = self.backends
         if is_restricted(request) and not self.policy.restricted_to_public:
-            allowed = [b for b in allowed if not is_public(b)]
+            allowed = [b for b in allowed if not is_public(b, self.policy.public_url_prefixes)]
             if not allowed:
                 raise UpstreamUnavailable(
                     "the answer draws on restricted documents and every configured chat backend is a public "
@@ -286,6 +287,7 @@ def policy_of(settings: Settings) -> ChainPolicy:
         breaker_reset_s=chain.breaker_reset_s,
         probe_interval_s=chain.probe_interval_s,
         restricted_to_public=chain.restricted_to_public,
+        public_url_prefixes=tuple(chain.public_url_prefixes),
         concurrency=limits.backend_concurrency,
     )
 

@@ -139,6 +139,10 @@ class ChainSettings(BaseModel):
     restricted_to_public: bool = Field(
         False, description="Allow answers from non-public documents to go to public endpoints (openai://)."
     )
+    public_url_prefixes: list[str] = Field(
+        default_factory=lambda: ["openai://"],
+        description="Chat backend URLs (by prefix) outside the organisation: restricted documents never go there.",
+    )
 
 
 class TelemetrySettings(BaseModel):
