@@ -162,7 +162,7 @@ class ChainChat:
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         """Stream from the first backend that produces output; fail over only before the first token."""
         self._ensure_prober()
-        record = _TRACE.get()
+        record = _TRACE.get() or Trace()
         candidates = self.candidates(request)
         last: RagError | None = None
         previous: str | None = None
@@ -205,23 +205,21 @@ class ChainChat:
                 # A breaker that opened during the retries ends them.
                 if self.breakers[backend.name].is_open:
                     break
-        tried = ", ".join(f"{n}: {m}" for n, m in (record.failures if record else [])) or "none available"
+        tried = ", ".join(f"{n}: {m}" for n, m in record.failures) or "none available"
         if last is None:
             raise UpstreamUnavailable("no chat backend is available")
         raise type(last)(f"every chat backend failed ({tried})") from last
 
-    def _succeeded(self, backend: ChatBackend, record: Trace | None, started: float) -> None:
+    def _succeeded(self, backend: ChatBackend, record: Trace, started: float) -> None:
         self.breakers[backend.name].success()
-        if record is not None:
-            record.backend = backend.name
+        record.backend = backend.name
         if self._on_attempt:
             self._on_attempt(backend.name, "ok", time.perf_counter() - started)
 
-    def _failed(self, backend: ChatBackend, record: Trace | None, started: float, message: str) -> RagError:
+    def _failed(self, backend: ChatBackend, record: Trace, started: float, message: str) -> RagError:
         self.breakers[backend.name].failure()
         log.warning("chat backend %s failed before its first token: %s", backend.name, message)
-        if record is not None:
-            record.failures.append((backend.name, message))
+        record.failures.append((backend.name, message))
         if self._on_attempt:
             self._on_attempt(backend.name, "error", time.perf_counter() - started)
         return UpstreamUnavailable(f"{backend.name}: {message}")
