@@ -110,10 +110,12 @@ def _decode_by_line(data: bytes, first_bad: int) -> tuple[str, tuple[str, ...]] 
     Only applies when the file holds real UTF-8 (valid non-ASCII sequences); a file with none is
     in a legacy encoding and left to the CP949 check and charset detection.
     """
-    lines = data.split(b"\n")
+    replaced = data.decode("utf-8", errors="replace")
+    if replaced.replace("\ufffd", "").isascii():
+        return None
     out: list[str] = []
     utf8_non_ascii = legacy = bad = 0
-    for line in lines:
+    for line in data.split(b"\n"):
         try:
             text = line.decode("utf-8")
             utf8_non_ascii += not text.isascii()
@@ -126,12 +128,11 @@ def _decode_by_line(data: bytes, first_bad: int) -> tuple[str, tuple[str, ...]] 
                 text = line.decode("utf-8", errors="replace")
                 bad += 1
         out.append(text)
-    if not utf8_non_ascii:
-        return None
+    if legacy and not bad and not utf8_non_ascii:
+        return None  # all CP949: not mixed, the whole-file CP949 decode takes it
     if legacy and not bad:
         note = f"mixed encodings: {legacy} line(s) in CP949, the rest UTF-8; each line decoded in its own encoding"
         return _check_text("\n".join(out), "utf-8+cp949"), (note,)
-    replaced = data.decode("utf-8", errors="replace")
     damaged = replaced.count("\ufffd")
     if damaged <= max(1, len(replaced) // 100):
         note = f"invalid UTF-8: {damaged} damaged byte sequence(s) replaced with U+FFFD (first at byte {first_bad})"

@@ -159,3 +159,67 @@ def test_sample_corpus_has_the_promised_mix() -> None:
 
 def test_generated_pdf_is_multi_page(tmp_path: Path) -> None:
     assert len(_doc("data-retention-policy.pdf").sections) >= 3
+
+
+def test_pptx_slides_become_sections_with_titles_tables_and_notes() -> None:
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    from ingest.formats import parse_pptx
+
+    deck = Presentation()
+    deck.core_properties.title = "Cluster onboarding"
+    s1 = deck.slides.add_slide(deck.slide_layouts[1])
+    s1.shapes.title.text = "GPU quota"
+    s1.placeholders[1].text = "Each team gets 1200 GPU hours."
+    s1.notes_slide.notes_text_frame.text = "Ask the admins for more."
+    s2 = deck.slides.add_slide(deck.slide_layouts[5])
+    s2.shapes.title.text = "Queues"
+    table = s2.shapes.add_table(2, 2, Inches(1), Inches(2), Inches(4), Inches(1)).table
+    for (r, c), v in {(0, 0): "queue", (0, 1): "limit", (1, 0): "short", (1, 1): "4h"}.items():
+        table.cell(r, c).text = v
+    buf = io.BytesIO()
+    deck.save(buf)
+    parsed = parse_pptx(buf.getvalue())
+    assert parsed.title == "Cluster onboarding"
+    assert [(s.section, s.page) for s in parsed.sections] == [("GPU quota", 1), ("Queues", 2)]
+    assert "1200 GPU hours" in parsed.sections[0].text and "Notes: Ask the admins" in parsed.sections[0].text
+    assert "short | 4h" in parsed.sections[1].text
+
+
+def test_xlsx_rows_read_as_header_value_text_per_sheet() -> None:
+    from openpyxl import Workbook
+
+    from ingest.formats import parse_xlsx
+
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "Quotas"
+    sheet.append(["team", "gpu hours"])
+    sheet.append(["vision", 1200])
+    other = book.create_sheet("Contacts")
+    other.append(["name", "email"])
+    other.append(["Kim", "kim@example.org"])
+    buf = io.BytesIO()
+    book.save(buf)
+    parsed = parse_xlsx(buf.getvalue())
+    assert [s.section for s in parsed.sections] == ["Quotas", "Contacts"]
+    assert parsed.sections[0].text == "team: vision; gpu hours: 1200"
+    assert parsed.sections[1].text == "name: Kim; email: kim@example.org"
+
+
+def test_csv_sniffs_delimiter_and_detects_encoding() -> None:
+    from ingest.formats import parse_csv
+
+    data = "이름;부서\n김철수;연구소\n".encode("cp949")
+    parsed = parse_csv(data)
+    assert parsed.sections[0].text == "이름: 김철수; 부서: 연구소"
+
+
+def test_mixed_encodings_and_damaged_utf8_decode_with_a_warning() -> None:
+    mixed = "Intro 소개\n".encode() + "백업은 매일 밤 실행됩니다.\n".encode("cp949")
+    parsed = parse_text(mixed)
+    assert "백업은 매일 밤 실행됩니다." in parsed.sections[0].text and "mixed encodings" in parsed.warnings[0]
+    damaged = ("안녕하세요. " * 50).encode() + b"\xff" + b" end"
+    parsed = parse_text(damaged)
+    assert parsed.sections[0].text.startswith("안녕하세요.") and "invalid UTF-8" in parsed.warnings[0]
