@@ -248,8 +248,12 @@ async def readyz(pipeline: PipelineDep) -> JSONResponse:
     reasons: list[str] = []
     try:
         await pipeline.ensure_open()
+        # The collection handle is cached: ask the store itself, so an outage shows here.
+        await asyncio.wait_for(pipeline.store.count(), timeout=5.0)
     except RagError as e:
         reasons.append(f"store: {e.message}")
+    except TimeoutError:
+        reasons.append("store: no answer within 5 s")
     try:
         if not await asyncio.wait_for(pipeline.chat.health(), timeout=5.0):
             reasons.append(f"chat backend {pipeline.chat.name} is not healthy")
