@@ -28,7 +28,7 @@ from serving.identity import hash_key
 from tests.serving.conftest import MODEL, make_settings
 
 GROUPS = ("public", "hr", "eng", "legal", "exec")
-WORDS = tuple("gpu cluster budget salary queue storage backup policy travel review contract audit".split())
+WORDS = ("gpu", "cluster", "budget", "salary", "queue", "storage", "backup", "policy", "travel", "review", "audit")
 USERS = 4
 QUERIES = 22
 EXAMPLES = 40
@@ -51,9 +51,7 @@ async def run_example(tmp: Path, chunks: list[tuple[list[str], frozenset[str]]],
         for i, (words, groups) in enumerate(chunks)
     )  # fmt: skip
     access = {
-        "keys": [
-            {"name": f"u{u}", "sha256": hash_key(f"key-{u}"), "groups": sorted(groups)} for u, groups in enumerate(users)
-        ]
+        "keys": [{"name": f"u{u}", "sha256": hash_key(f"key-{u}"), "groups": sorted(gs)} for u, gs in enumerate(users)]
     }
     path = tmp / f"access-{uuid.uuid4().hex}.json"
     path.write_text(json.dumps(access))

@@ -36,7 +36,7 @@ from rag.types import Chunk
 async def main():
     settings = load()
     store, embedder = make_store(settings), make_embedder(settings)
-    chunks = [Chunk(**c) | None or Chunk(**{**c, "groups": tuple(c["groups"])}) for c in json.loads(sys.argv[1])]
+    chunks = [Chunk(**{**c, "groups": tuple(c["groups"])}) for c in json.loads(sys.argv[1])]
     await store.open(embedder.info, create=True)
     await store.upsert(chunks, np.asarray(await embedder.embed_documents([c.text for c in chunks])))
     await store.close()
@@ -73,7 +73,7 @@ def start_server(tmp: Path, store_url: str, env: dict[str, str]) -> RagServer:
     access = tmp / "access.json"
     access.write_text(json.dumps(ACCESS))
     server_env["RAG_AUTH__ACCESS_FILE"] = str(access)
-    seeded = subprocess.run([sys.executable, "-c", SEED.replace("Chunk(**c) | None or ", ""), json.dumps(DOCS)],
+    seeded = subprocess.run([sys.executable, "-c", SEED, json.dumps(DOCS)],
                             env=server_env, cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
     assert seeded.returncode == 0, seeded.stderr
     port = free_port()
@@ -106,10 +106,10 @@ def test_killing_the_first_backend_mid_traffic_loses_no_request_that_had_not_sta
     (a_proc, a_url), (_, b_url) = backends
     a, b = f"openai+http://{a_url.removeprefix('http://')}?model=fake-chat&retries=0", None
     b = f"openai+http://{b_url.removeprefix('http://')}?model=fake-chat&retries=0"
-    server = start_server(tmp_path, f"chroma://{tmp_path}/chroma", {
-        "RAG_CHAT__URL": a, "RAG_CHAIN__FALLBACK_URLS": json.dumps([b]), "RAG_CHAIN__PUBLIC_URL_PREFIXES": json.dumps([b]),
-        "RAG_CHAIN__RETRIES": "0", "RAG_CHAIN__PROBE_INTERVAL_S": "0.5",
-    })  # fmt: skip
+    env = {"RAG_CHAT__URL": a, "RAG_CHAIN__FALLBACK_URLS": json.dumps([b]), "RAG_CHAIN__RETRIES": "0"}
+    # The second backend stands in for a public endpoint (like openai://) in the policy check below.
+    env.update({"RAG_CHAIN__PUBLIC_URL_PREFIXES": json.dumps([b]), "RAG_CHAIN__PROBE_INTERVAL_S": "0.5"})
+    server = start_server(tmp_path, f"chroma://{tmp_path}/chroma", env)
     try:
         client = openai.OpenAI(base_url=server.base_url, api_key="pub-key", max_retries=0, timeout=30)
         outcomes: list[tuple[str, bool, str | None]] = []  # (status, had content before the error, backend)
@@ -150,8 +150,9 @@ def test_killing_the_first_backend_mid_traffic_loses_no_request_that_had_not_sta
 
         # Restricted documents: the only live backend is declared public, so the answer is refused.
         attempts_b = metric(server, f'rag_chat_backend_seconds_count{{backend="{b}"')
-        r = httpx.post(f"{server.base_url}/chat/completions", headers={"Authorization": "Bearer hr-key"}, timeout=30,
-                       json={"model": "rag", "messages": [{"role": "user", "content": "salary bands for GPU engineers"}]})  # fmt: skip
+        hr = {"Authorization": "Bearer hr-key"}
+        question = {"model": "rag", "messages": [{"role": "user", "content": "salary bands for GPU engineers"}]}
+        r = httpx.post(f"{server.base_url}/chat/completions", headers=hr, timeout=30, json=question)
         assert r.status_code == 503, r.text
         assert (
             "restricted" in r.json()["error"]["message"] or "every chat backend failed" in r.json()["error"]["message"]
