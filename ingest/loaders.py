@@ -21,6 +21,7 @@ from urllib.parse import unquote, urlsplit
 import yaml
 
 from ingest.formats import ParseError, Section, parser_for
+from rag.config import IngestSettings
 from rag.errors import InvalidRequest
 from rag.ids import content_hash
 from rag.lang import detect_lang
@@ -111,12 +112,25 @@ def groups_for(
 
 def _read_acl(path: Path) -> tuple[str, ...]:
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as e:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
         raise ACLError(f"unreadable ACL file {path}: {e}") from e
+    return parse_acl(text, str(path))
+
+
+def parse_acl(text: str, where: str) -> tuple[str, ...]:
+    """Groups from the text of an ACL file (``groups: [a, b]``); ``where`` names it in errors.
+
+    Raises:
+        ACLError: not YAML, or no non-empty list of group names.
+    """
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        raise ACLError(f"unreadable ACL file {where}: {e}") from e
     groups = data.get("groups") if isinstance(data, dict) else None
     if not isinstance(groups, list) or not groups or not all(isinstance(g, str) and g.strip() for g in groups):
-        raise ACLError(f"ACL file {path} must contain 'groups: [name, ...]' with at least one group")
+        raise ACLError(f"ACL file {where} must contain 'groups: [name, ...]' with at least one group")
     return tuple(sorted({g.strip() for g in groups}))
 
 
@@ -130,7 +144,8 @@ def path_of(source: str) -> Path:
     return Path(source)
 
 
-def _matches(rel: str, patterns: Sequence[str]) -> bool:
+def matches(rel: str, patterns: Sequence[str]) -> bool:
+    """Whether a relative path matches any glob (slash-less globs also match the bare name)."""
     # fnmatch's '*' crosses '/', so '*.md' matches at any depth; slash-less patterns also match the name.
     name = rel.rsplit("/", 1)[-1]
     return any(fnmatch.fnmatchcase(rel, p) or ("/" not in p and fnmatch.fnmatchcase(name, p)) for p in patterns)
@@ -189,7 +204,7 @@ class FolderLoader:
             for d in sorted(dirnames):
                 sub = folder / d
                 rel = sub.relative_to(self._path).as_posix()
-                if d.startswith(".") or _matches(rel, self._exclude):
+                if d.startswith(".") or matches(rel, self._exclude):
                     continue
                 if sub.is_symlink():
                     out.append(Item(uri=sub.as_uri(), name=rel, skip="symbolic link to a folder (not followed)"))
@@ -199,9 +214,9 @@ class FolderLoader:
             for f in sorted(filenames):
                 path = folder / f
                 rel = path.relative_to(self._path).as_posix()
-                if f.startswith(".") or _matches(rel, self._exclude):
+                if f.startswith(".") or matches(rel, self._exclude):
                     continue
-                if self._include and not _matches(rel, self._include):
+                if self._include and not matches(rel, self._include):
                     continue
                 out.append(self._item(path, self._path, cache))
         out.sort(key=lambda i: i.uri)
@@ -276,16 +291,27 @@ def parse(item: Item, data: bytes) -> Document:
     )
 
 
-def make_loader(
-    source: str, *, include: Sequence[str], exclude: Sequence[str], max_file_mb: float, default_groups: Sequence[str]
-) -> Loader:
-    """The loader for a source string: ``file://`` URIs and plain paths (the only kind so far)."""
+def make_loader(source: str, cfg: IngestSettings) -> Loader:
+    """The loader for a source string by scheme: ``s3://bucket/prefix``, else ``file://`` URIs and plain paths.
+
+    Raises:
+        InvalidRequest: an unknown scheme, or a source that does not exist.
+        ConfigError: the S3 extra is not installed.
+    """
     scheme = urlsplit(source).scheme
+    if scheme == "s3":
+        from ingest.s3 import S3Loader
+
+        return S3Loader(source, cfg)
     if scheme not in ("", "file") and not (len(scheme) == 1 and os.name == "nt"):
         raise InvalidRequest(
-            f"unsupported source '{source}': only folders and files (file:// URIs or paths) can be ingested",
+            f"unsupported source '{source}': folders and files (file:// URIs or paths) or s3://bucket/prefix",
             param="source",
         )
     return FolderLoader(
-        source, include=include, exclude=exclude, max_file_mb=max_file_mb, default_groups=default_groups
+        source,
+        include=cfg.include,
+        exclude=cfg.exclude,
+        max_file_mb=cfg.max_file_mb,
+        default_groups=cfg.default_groups,
     )

@@ -189,13 +189,7 @@ async def ingest_source(
     started = time.monotonic()
     ingested_at = time.time()
     cfg = settings.ingest
-    loader = make_loader(
-        source,
-        include=cfg.include,
-        exclude=cfg.exclude,
-        max_file_mb=cfg.max_file_mb,
-        default_groups=cfg.default_groups,
-    )
+    loader = make_loader(source, cfg)
     chunker = Chunker(cfg.chunk_size, cfg.chunk_overlap, embedder)
     recipe = f"{chunker.recipe}:{embedder.info.id}"
     await store.open(embedder.info, create=True)

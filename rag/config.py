@@ -74,6 +74,15 @@ class IngestSettings(BaseModel):
     )
     include: list[str] = Field(default_factory=list, description="Glob patterns to include (empty = all).")
     exclude: list[str] = Field(default_factory=list, description="Glob patterns to skip.")
+    s3_endpoint_url: str = Field(
+        "", description="S3-compatible endpoint for s3:// sources (MinIO: http://minio:9000); empty = AWS."
+    )
+    s3_region: str = Field("us-east-1", description="Region for s3:// sources.")
+    s3_access_key_id: SecretStr | None = Field(None, description="Access key for s3:// sources (else boto3's chain).")
+    s3_secret_access_key: SecretStr | None = Field(None, description="Secret key for s3:// sources.")
+    s3_acl_tag: str = Field(
+        "rag-groups", description="Object tag whose space-separated value gives an S3 document's ACL groups."
+    )
 
 
 class ServerSettings(BaseModel):

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from ingest.loaders import ACLError, FolderLoader, groups_for, make_loader
+from rag.config import IngestSettings
 from rag.errors import InvalidRequest
 from tests.ingest.conftest import DOCS
 
@@ -69,7 +70,7 @@ def test_nearest_acl_file_wins_and_bad_one_fails_closed(tmp_path: Path) -> None:
 
 
 def test_unknown_source_scheme_and_missing_path_are_invalid_requests(tmp_path: Path) -> None:
-    with pytest.raises(InvalidRequest, match="only folders"):
-        make_loader("s3://bucket/x", include=[], exclude=[], max_file_mb=1, default_groups=["public"])
+    with pytest.raises(InvalidRequest, match="unsupported source"):
+        make_loader("ftp://host/x", IngestSettings())
     with pytest.raises(InvalidRequest, match="not found"):
         FolderLoader(str(tmp_path / "missing"))
