@@ -55,12 +55,48 @@ class ChatSettings(BaseModel):
 
 
 class RetrievalSettings(BaseModel):
-    """How many and which chunks become sources."""
+    """How chunks are found (hybrid dense + BM25), fused, gated, and assembled into sources."""
 
     k: int = Field(5, ge=1, le=100, description="Sources given to the generator.")
     min_score: float = Field(
-        0.2, description="Chunks below this similarity are not used; below it everywhere = 'no answer'."
+        0.2,
+        description="Dense similarity a chunk needs to count as relevant (or lexical coverage, below); "
+        "nothing relevant = 'no answer'.",
     )
+    mode: Literal["hybrid", "dense", "lexical"] = Field(
+        "hybrid", description="Retrievers used: dense + BM25 fused by weighted RRF, or one of them alone."
+    )
+    tokenizer: Literal["word", "bigram", "kiwi"] = Field(
+        "bigram", description="BM25 tokeniser: word tokens; + Hangul character bigrams; or kiwipiepy morphemes."
+    )
+    dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in reciprocal rank fusion.")
+    lexical_weight: float = Field(0.5, ge=0, description="Weight of the BM25 ranking in reciprocal rank fusion.")
+    rrf_k: int = Field(60, ge=1, description="RRF constant: score = sum of weight / (rrf_k + rank).")
+    candidates: int = Field(50, ge=1, le=1000, description="Candidates each retriever returns before fusion.")
+    dense_languages: list[str] = Field(
+        default_factory=list,
+        description="Query languages the embedder handles ('*' = all); empty = known from the embedder id "
+        "(MiniLM: en; e5/bge-m3 multilingual). Other languages are searched lexically only.",
+    )
+    min_lexical_coverage: float = Field(
+        0.3, ge=0, le=1, description="Share of the query's terms a chunk must contain to count as relevant."
+    )
+    max_context_tokens: int = Field(
+        3000, ge=100, description="Token budget of the sources put in the prompt (estimated, 4 chars/token)."
+    )
+    dedupe_threshold: float = Field(
+        0.8, gt=0, le=1, description="Chunks this similar (term Jaccard) to a better one are dropped."
+    )
+    mmr_lambda: float = Field(
+        1.0, ge=0, le=1, description="MMR relevance/diversity trade-off for source selection; 1 = off."
+    )
+    neighbors: int = Field(0, ge=0, le=3, description="Adjacent chunks of the same document added to each source.")
+    rerank_url: str = Field(
+        "",
+        description="Optional reranker: st:///path/cross-encoder (local model) or http(s)://host/rerank "
+        "(TEI/KServe); empty = none.",
+    )
+    rerank_candidates: int = Field(20, ge=1, le=200, description="Fused candidates the reranker re-scores.")
 
 
 class IngestSettings(BaseModel):

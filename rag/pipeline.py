@@ -10,10 +10,13 @@ from dataclasses import dataclass, field, replace
 
 from rag.citations import MarkerFilter
 from rag.config import Settings
-from rag.errors import CollectionNotFound, InvalidRequest
+from rag.context import fit_budget, is_followup, rewrite_messages, select, standalone_heuristic, with_neighbors
+from rag.errors import CollectionNotFound, InvalidRequest, RagError
 from rag.lang import detect_lang
 from rag.prompt import build_messages
 from rag.registry import is_auto, make_chat, make_embedder, make_store
+from rag.rerank import Reranker, make_reranker
+from rag.retrieval import Retriever
 from rag.seams import ChatBackend, Embedder, VectorStore
 from rag.types import ChatRequest, Delta, Filter, GenParams, Message, ScoredChunk, Usage
 
@@ -72,11 +75,20 @@ def check_query(query: str) -> str:
 class Pipeline:
     """Holds the configured store, embedder and chat backend."""
 
-    def __init__(self, settings: Settings, store: VectorStore, embedder: Embedder, chat: ChatBackend) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        store: VectorStore,
+        embedder: Embedder,
+        chat: ChatBackend,
+        reranker: Reranker | None = None,
+    ) -> None:
         self.settings = settings
         self.store = store
         self.embedder = embedder
         self.chat = chat
+        self.reranker = reranker
+        self.retriever = Retriever(store, embedder, settings.retrieval, reranker)
         self._opened = False
         self._open_lock = asyncio.Lock()
 
@@ -91,8 +103,16 @@ class Pipeline:
             chat = await resolve_auto(settings)
         else:
             chat = make_chat(settings)
-        log.info("pipeline: store=%s embedder=%s chat=%s", settings.store.url, embedder.info.id, chat.name)
-        return cls(settings, store, embedder, chat)
+        reranker = make_reranker(settings.retrieval.rerank_url, timeout_s=settings.chat.timeout_s)
+        log.info(
+            "pipeline: store=%s embedder=%s chat=%s retrieval=%s reranker=%s",
+            settings.store.url,
+            embedder.info.id,
+            chat.name,
+            settings.retrieval.mode,
+            settings.retrieval.rerank_url or "none",
+        )
+        return cls(settings, store, embedder, chat, reranker)
 
     async def ensure_open(self) -> None:
         """Open the collection on first use (it may be created by ingestion after start-up)."""
@@ -109,20 +129,71 @@ class Pipeline:
                 self._opened = True
 
     async def search(self, query: str, k: int | None = None, flt: Filter | None = None) -> list[ScoredChunk]:
-        """Scored chunks for a query, best first, above the configured minimum score."""
+        """Relevant chunks for a query, best first: hybrid dense + BM25 (see rag.retrieval), ACL inside both.
+
+        Scores are the fused score in [0, 1] (1 = ranked first by every retriever used), or the reranker's.
+        """
         query = check_query(query)
         await self.ensure_open()
+        return await self.retriever.search(query, k or self.settings.retrieval.k, flt)
+
+    async def standalone(self, question: str, history: Sequence[Message]) -> str:
+        """The search query for a question: follow-ups are rewritten using the history.
+
+        An LLM backend rewrites it (one short non-streamed generation); the extractive backend, or an
+        LLM that fails, falls back to prepending the previous user question.
+        """
+        if not any(m.role == "user" for m in history) or not is_followup(question):
+            return question
+        if self.chat.name.startswith("extractive"):
+            return standalone_heuristic(question, history)
+        request = ChatRequest(
+            messages=rewrite_messages(question, history), params=GenParams(max_tokens=96, temperature=0.0)
+        )
+        parts: list[str] = []
+        try:
+            async with asyncio.timeout(min(self.settings.chat.timeout_s, 30.0)):
+                async for delta in self.chat.stream(request):
+                    parts.append(delta.text)
+        except (RagError, TimeoutError) as e:
+            log.warning("follow-up rewrite failed (%s); using the heuristic", e)
+            return standalone_heuristic(question, history)
+        rewritten = " ".join("".join(parts).strip().splitlines()[:1]).strip().strip('"')
+        if not rewritten or len(rewritten) > 4 * len(question) + 400:
+            return standalone_heuristic(question, history)
+        return rewritten
+
+    async def sources_for(self, query: str, flt: Filter | None = None) -> list[ScoredChunk]:
+        """Numbered-source candidates: relevant hits, near-duplicates dropped, MMR, neighbours, token budget."""
+        cfg = self.settings.retrieval
+        query = check_query(query)
+        await self.ensure_open()
+        pool = await self.retriever.search(query, max(cfg.k * 3, cfg.k), flt)
+        chosen = select(pool, cfg.k, cfg.dedupe_threshold, cfg.mmr_lambda)
+        if cfg.neighbors and chosen:
+            chosen = await self._expand(query, chosen, flt)
+        return fit_budget(chosen, cfg.max_context_tokens)
+
+    async def _expand(self, query: str, chosen: list[ScoredChunk], flt: Filter | None) -> list[ScoredChunk]:
+        """Adjacent chunks of each chosen one's document, read under the caller's filter."""
         vector = await self.embedder.embed_query(query)
-        hits = await self.store.search(vector, k or self.settings.retrieval.k, flt)
-        return [h for h in hits if h.score >= self.settings.retrieval.min_score]
+        out = []
+        for hit in chosen:
+            base = flt or Filter()
+            same = Filter(groups=base.groups, sources=(hit.chunk.source,), where=base.where)
+            siblings = await self.store.search(vector, 100, same)
+            out.append(with_neighbors(hit, [s.chunk for s in siblings], self.settings.retrieval.neighbors))
+        return out
 
     async def prepare(
         self, messages: Sequence[Message], flt: Filter | None = None, params: GenParams | None = None
     ) -> Prepared:
         """Retrieve for the last question and build the backend request."""
         question, history = question_of(messages)
+        check_query(question)
         start = time.perf_counter()
-        hits = tuple(await self.search(question, flt=flt))
+        query = await self.standalone(question, history)
+        hits = tuple(await self.sources_for(query[:MAX_QUERY_CHARS], flt))
         retrieval_ms = (time.perf_counter() - start) * 1000
         lang = detect_lang(question)
         params = params or GenParams()
@@ -192,5 +263,7 @@ class Pipeline:
     async def close(self) -> None:
         """Release every backend."""
         await self.chat.close()
+        if self.reranker is not None:
+            await self.reranker.close()
         await self.embedder.close()
         await self.store.close()

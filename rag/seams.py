@@ -71,6 +71,14 @@ class VectorStore(Protocol):
         """Nearest chunks by cosine similarity (higher is better), filtered inside the store."""
         ...
 
+    async def search_text(self, text: str, k: int, flt: Filter | None = None) -> list[ScoredChunk]:
+        """Lexical (BM25) top-k for a query text, filtered inside the store; chunks sharing no term are left out.
+
+        Scores are BM25 (higher is better, not comparable to cosine). Stores with a native BM25 use it
+        (Milvus); the others keep a :class:`rag.lexical.LexicalIndex` in sync with upsert and delete.
+        """
+        ...
+
     async def get(self, ids: Sequence[str]) -> list[Chunk]:
         """Fetch chunks by id (missing ids are skipped)."""
         ...

@@ -5,12 +5,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 
 from rag.errors import ConfigError, RagError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from rag.lexical import LexicalIndex
 from rag.stores.common import (
     batched,
     check_embedder,
@@ -41,6 +44,8 @@ _EMBEDDER_DIM = "rag_embedder_dim"
 _HNSW = {"space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neighbors": 32}
 # Pages for get() scans; well under Chroma's batch limit.
 _PAGE = 1000
+# How often a lexical search checks that another process has not changed the collection, seconds.
+_STALE_CHECK_S = 30.0
 
 
 def _similarity(distance: float) -> float:
@@ -73,12 +78,28 @@ def _metadata(chunk: Chunk) -> dict[str, Any]:
 
 
 class ChromaStore:
-    """One Chroma collection, cosine space; every SDK call runs in a worker thread."""
+    """One Chroma collection, cosine space; every SDK call runs in a worker thread.
 
-    def __init__(self, make_client: Callable[[], Any], collection: str, where: str) -> None:
+    Chroma has no BM25, so lexical search runs on a :class:`LexicalIndex` kept beside it: updated by
+    this store's upsert/delete, saved on close, and on open (and, at most every 30 s, on search)
+    reconciled by id with the collection, so writes by another process are picked up and a missing
+    or damaged file is rebuilt from the collection.
+    """
+
+    def __init__(
+        self,
+        make_client: Callable[[], Any],
+        collection: str,
+        where: str,
+        *,
+        lexical_path: Path | None = None,
+        tokenizer: str = "bigram",
+    ) -> None:
         self._make_client = make_client
         self._name = collection
         self._where = where
+        self._lex = LexicalIndex(tokenizer, lexical_path)
+        self._lex_checked = 0.0
         self._client: Any = None
         self._col: Any = None
         self._dim = 0
@@ -139,7 +160,21 @@ class ChromaStore:
         dim = meta.get(_EMBEDDER_DIM)
         check_embedder(self._name, meta.get(_EMBEDDER_ID), None if dim is None else int(dim), embedder)
         self._col, self._dim = col, embedder.dim
+        await asyncio.to_thread(self._lex.load)
+        await self._sync_lexical()
         log.info("opened Chroma collection %s at %s", self._name, self._where)
+
+    async def _sync_lexical(self) -> None:
+        """Bring the lexical index in line with the collection: add what it lacks, drop what is gone."""
+        missing, extra = self._lex.missing_and_extra(await self._ids(None))
+        if extra:
+            self._lex.delete(extra)
+        for part in batched(missing, self._max_batch):
+            self._lex.upsert(await self.get(part))
+        if missing or extra:
+            log.info("lexical index of %s: %d chunks added, %d removed", self._name, len(missing), len(extra))
+            await asyncio.to_thread(self._lex.save)
+        self._lex_checked = time.monotonic()
 
     async def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Insert or replace chunks by id, in batches under Chroma's limit."""
@@ -154,12 +189,14 @@ class ChromaStore:
                 documents=[c.text for c in part],
                 metadatas=[_metadata(c) for c in part],
             )
+        self._lex.upsert(chunks)
 
     async def delete(self, ids: Sequence[str]) -> None:
         """Remove chunks by id; unknown ids are ignored."""
         col = self._opened()
         for part in batched(list(ids), self._max_batch):
             await self._call(col.delete, ids=list(part))
+        self._lex.delete(ids)
 
     async def _ids(self, where: dict[str, Any] | None) -> list[str]:
         col = self._opened()
@@ -197,6 +234,17 @@ class ChromaStore:
         scored = [ScoredChunk(from_metadata(i, doc, meta), _similarity(d)) for i, doc, meta, d in hits]
         return sorted(scored, key=lambda s: -s.score)
 
+    async def search_text(self, text: str, k: int, flt: Filter | None = None) -> list[ScoredChunk]:
+        """BM25 top-k from the lexical index beside the collection, filtered before ranking."""
+        col = self._opened()
+        validate_k(k)
+        validate_filter(flt)
+        if time.monotonic() - self._lex_checked > _STALE_CHECK_S:
+            if int(await self._call(col.count)) != len(self._lex):
+                await self._sync_lexical()
+            self._lex_checked = time.monotonic()
+        return await asyncio.to_thread(self._lex.search, text, k, flt)
+
     async def get(self, ids: Sequence[str]) -> list[Chunk]:
         """Fetch chunks by id, in the order asked; missing ids are skipped."""
         col = self._opened()
@@ -233,7 +281,9 @@ class ChromaStore:
                 return out
 
     async def close(self) -> None:
-        """Drop the client; Chroma persists every write itself, so there is nothing to flush."""
+        """Save the lexical index and drop the client (Chroma persists its own writes)."""
+        if self._col is not None:
+            await asyncio.to_thread(self._lex.save)
         self._col = None
         self._client = None
 
@@ -258,7 +308,15 @@ def from_url(url: BackendURL, settings: Settings) -> ChromaStore:
         path = local_path(url)
         if not str(path) or str(path) == ".":
             raise ConfigError(f"chroma:// needs a directory, like chroma:///var/lib/rag/chroma; got {url.raw!r}")
-        return ChromaStore(lambda: chromadb.PersistentClient(str(path), settings=_settings()), collection, str(path))
+        # The lexical index sits next to the Chroma directory, never inside it (Chroma owns that tree).
+        lex = path.parent / f"{path.name}-lexical" / f"{collection}.json"
+        return ChromaStore(
+            lambda: chromadb.PersistentClient(str(path), settings=_settings()),
+            collection,
+            str(path),
+            lexical_path=lex,
+            tokenizer=settings.retrieval.tokenizer,
+        )
 
     ssl = url.transport == "https"
     port = url.port or (443 if ssl else 8000)
@@ -273,7 +331,13 @@ def from_url(url: BackendURL, settings: Settings) -> ChromaStore:
         _set_timeout(client, timeout_s)
         return client
 
-    return ChromaStore(connect, collection, url.http_base(port))
+    # A Chroma server has no BM25 either: each client process keeps a local index in data_dir, built from
+    # the collection when missing and reconciled by id with it (see ChromaStore).
+    server = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{host}_{port}")
+    lex = settings.data_dir / "lexical" / server / f"{collection}.json"
+    return ChromaStore(
+        connect, collection, url.http_base(port), lexical_path=lex, tokenizer=settings.retrieval.tokenizer
+    )
 
 
 def _set_timeout(client: Any, timeout_s: float) -> None:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from rag.lexical import LexicalIndex
 from rag.stores.common import (
     check_embedder,
     matches,
@@ -34,6 +35,7 @@ class _Collection:
     """The data of one collection: chunks by id and their unit vectors."""
 
     embedder: EmbedderInfo
+    lexical: LexicalIndex
     chunks: dict[str, Chunk] = field(default_factory=dict)
     vectors: dict[str, np.ndarray] = field(default_factory=dict)
     # (ids, stacked vectors), rebuilt on the first search after a change.
@@ -56,8 +58,11 @@ _NAMED_LOCK = threading.Lock()
 class MemoryStore:
     """Exact nearest neighbours by brute force; data lives in this process only."""
 
-    def __init__(self, collection: str, space: dict[str, _Collection] | None = None) -> None:
+    def __init__(
+        self, collection: str, space: dict[str, _Collection] | None = None, *, tokenizer: str = "bigram"
+    ) -> None:
         self._name = collection
+        self._tokenizer = tokenizer
         self._space: dict[str, _Collection] = {} if space is None else space
         self._col: _Collection | None = None
 
@@ -72,7 +77,7 @@ class MemoryStore:
         if col is None:
             if not create:
                 raise not_found(self._name, "the in-memory store")
-            col = self._space.setdefault(self._name, _Collection(embedder))
+            col = self._space.setdefault(self._name, _Collection(embedder, LexicalIndex(self._tokenizer)))
             log.info("created in-memory collection %s for embedder %s", self._name, embedder.id)
         check_embedder(self._name, col.embedder.id, col.embedder.dim, embedder)
         self._col = col
@@ -91,6 +96,7 @@ class MemoryStore:
         for chunk, vec in zip(chunks, unit, strict=True):
             col.chunks[chunk.id] = chunk
             col.vectors[chunk.id] = vec
+        col.lexical.upsert(chunks)
         col.matrix = None
 
     async def delete(self, ids: Sequence[str]) -> None:
@@ -99,6 +105,7 @@ class MemoryStore:
         for chunk_id in ids:
             col.chunks.pop(chunk_id, None)
             col.vectors.pop(chunk_id, None)
+        col.lexical.delete(ids)
         col.matrix = None
 
     async def delete_sources(self, sources: Sequence[str]) -> int:
@@ -126,6 +133,13 @@ class MemoryStore:
         scores = np.where(keep, scores, -np.inf)
         top = np.argsort(-scores, kind="stable")[: min(k, int(keep.sum()))]
         return [ScoredChunk(col.chunks[ids[i]], float(scores[i])) for i in top]
+
+    async def search_text(self, text: str, k: int, flt: Filter | None = None) -> list[ScoredChunk]:
+        """BM25 top-k (bm25s, in process) among the chunks the filter admits."""
+        col = self._opened()
+        validate_k(k)
+        validate_filter(flt)
+        return col.lexical.search(text, k, flt)
 
     async def get(self, ids: Sequence[str]) -> list[Chunk]:
         """Fetch chunks by id, in the order asked; missing ids are skipped."""
@@ -156,7 +170,7 @@ def from_url(url: BackendURL, settings: Settings) -> MemoryStore:
     """``memory://`` (private to this store) or ``memory://?name=x`` (shared by name in this process)."""
     name = url.query.get("name")
     if name is None:
-        return MemoryStore(settings.store.collection)
+        return MemoryStore(settings.store.collection, tokenizer=settings.retrieval.tokenizer)
     with _NAMED_LOCK:
         space = _NAMED.setdefault(name, {})
-    return MemoryStore(settings.store.collection, space)
+    return MemoryStore(settings.store.collection, space, tokenizer=settings.retrieval.tokenizer)

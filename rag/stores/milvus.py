@@ -1,7 +1,11 @@
 """Milvus adapter: Milvus Lite (``milvus+lite:///data/rag.db``) or a server (``milvus://host:19530``).
 
-Both go through pymilvus ``MilvusClient``. The schema already carries the BM25 sparse field (filled by
-a server-side function from ``text``) so hybrid search can be added later without a migration.
+Both go through pymilvus ``MilvusClient``. Lexical search is Milvus's own BM25: a ``BM25`` function
+fills the sparse field ``text_sparse`` from ``lex``, which holds the chunk's title, section and text
+already tokenised by our tokeniser and joined by spaces (so Korean gets character bigrams or morphemes,
+and Milvus's ``standard`` analyzer, which splits on non-word characters, reproduces the tokens exactly).
+Collections made before ``lex`` existed fed the function from ``text``; they still work, with Milvus's
+analyzer on the raw query (poor for Korean), and say so in the log: re-ingest to upgrade.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from rag.errors import ConfigError, InvalidRequest, RagError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from rag.lexical import BM25_B, BM25_K1, lexical_text, make_tokenizer
 from rag.stores.common import (
     batched,
     check_embedder,
@@ -43,11 +48,13 @@ T = TypeVar("T")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,254}$")
 _EMBEDDER_ID = "rag.embedder_id"
 _EMBEDDER_DIM = "rag.embedder_dim"
+_TOKENIZER = "rag.lexical_tokenizer"
 
 # VARCHAR limits in UTF-8 bytes (the server counts bytes; Lite counts characters, bytes is the stricter).
 _VARCHAR = {
     "id": 64,
     "text": 65535,
+    "lex": 65535,
     "source": 4096,
     "title": 2048,
     "section": 2048,
@@ -67,6 +74,8 @@ _SLICE = 1000
 _BATCH_BYTES = 16 * 1024 * 1024
 # HNSW exploration: well above k so small and filtered collections lose no recall.
 _EF = 200
+# ``lex`` holds our tokens joined by spaces; the standard analyzer splits them back without change.
+_ANALYZER = {"tokenizer": "standard"}
 
 
 def _similarity(hit: dict[str, Any]) -> float:
@@ -99,7 +108,27 @@ def _expr(flt: Filter | None) -> str:
     return " and ".join(f"({c})" for c in clauses)
 
 
-def _row(chunk: Chunk, vector: np.ndarray) -> dict[str, Any]:
+def _bm25(hit: dict[str, Any]) -> float:
+    """A BM25 score, higher is better: Lite reports it negated (more negative = better), a server positive."""
+    return abs(float(hit["distance"]))
+
+
+def _lex(tokens: list[str]) -> str:
+    """Tokens joined for the ``lex`` field, cut at whole tokens to its byte limit (it is an index, not content)."""
+    out = " ".join(tokens)
+    if len(out.encode("utf-8")) <= _VARCHAR["lex"]:
+        return out
+    size, kept = 0, []
+    for t in tokens:
+        size += len(t.encode("utf-8")) + 1
+        if size > _VARCHAR["lex"]:
+            break
+        kept.append(t)
+    log.warning("lexical tokens of a chunk cut to %d of %d (Milvus field limit)", len(kept), len(tokens))
+    return " ".join(kept)
+
+
+def _row(chunk: Chunk, vector: np.ndarray, lex: str | None) -> dict[str, Any]:
     """One entity; refuses values over a field's limit rather than letting them be cut or rejected late."""
     meta = to_metadata(chunk)
     row: dict[str, Any] = {
@@ -118,7 +147,11 @@ def _row(chunk: Chunk, vector: np.ndarray) -> dict[str, Any]:
         "ingested_at": meta["ingested_at"],
         "groups": meta["groups"],
     }
+    if lex is not None:
+        row["lex"] = lex
     for name, limit in _VARCHAR.items():
+        if name not in row:
+            continue
         size = len(str(row[name]).encode("utf-8"))
         if size > limit:
             raise InvalidRequest(
@@ -141,7 +174,8 @@ def _upsert_batches(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     batches: list[list[dict[str, Any]]] = [[]]
     size = 0
     for row in rows:
-        row_bytes = len(row["text"].encode("utf-8")) + 8 * len(row["vector"]) + 1024
+        row_bytes = len(row["text"].encode("utf-8")) + len(row.get("lex", "").encode("utf-8"))
+        row_bytes += 8 * len(row["vector"]) + 1024
         if batches[-1] and (len(batches[-1]) >= _SLICE or size + row_bytes > _BATCH_BYTES):
             batches.append([])
             size = 0
@@ -184,8 +218,14 @@ def _lite_release(path: str) -> None:
 class MilvusStore:
     """One Milvus collection (HNSW, COSINE); every SDK call runs in a worker thread."""
 
-    def __init__(self, uri: str, collection: str, *, token: str = "", timeout_s: float | None = None) -> None:
+    def __init__(
+        self, uri: str, collection: str, *, token: str = "", timeout_s: float | None = None, tokenizer: str = "bigram"
+    ) -> None:
         self._uri = uri
+        self._tokenizer_name = tokenizer
+        self._tokenize = make_tokenizer(tokenizer)
+        # False for a collection made before the ``lex`` field: BM25 then reads raw text.
+        self._has_lex = True
         self._lite = uri.endswith(".db")
         self._name = collection
         self._token = token
@@ -242,7 +282,10 @@ class MilvusStore:
         schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("id", DataType.VARCHAR, max_length=_VARCHAR["id"], is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
-        schema.add_field("text", DataType.VARCHAR, max_length=_VARCHAR["text"], enable_analyzer=True)
+        schema.add_field("text", DataType.VARCHAR, max_length=_VARCHAR["text"])
+        schema.add_field(
+            "lex", DataType.VARCHAR, max_length=_VARCHAR["lex"], enable_analyzer=True, analyzer_params=_ANALYZER
+        )
         schema.add_field("text_sparse", DataType.SPARSE_FLOAT_VECTOR)
         for name in ("source", "title", "section", "lang", "doc_hash", "content_hash"):
             schema.add_field(name, DataType.VARCHAR, max_length=_VARCHAR[name])
@@ -257,19 +300,24 @@ class MilvusStore:
             Function(
                 name="text_bm25",
                 function_type=FunctionType.BM25,
-                input_field_names=["text"],
+                input_field_names=["lex"],
                 output_field_names=["text_sparse"],
             )
         )
         index = MilvusClient.prepare_index_params()
         index.add_index("vector", index_type="HNSW", metric_type="COSINE", params={"M": 16, "efConstruction": 200})
-        index.add_index("text_sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+        index.add_index(
+            "text_sparse",
+            index_type="SPARSE_INVERTED_INDEX",
+            metric_type="BM25",
+            params={"bm25_k1": BM25_K1, "bm25_b": BM25_B},
+        )
         self._client.create_collection(
             self._name,
             schema=schema,
             index_params=index,
             consistency_level="Strong",
-            properties={_EMBEDDER_ID: embedder.id, _EMBEDDER_DIM: str(dim)},
+            properties={_EMBEDDER_ID: embedder.id, _EMBEDDER_DIM: str(dim), _TOKENIZER: self._tokenizer_name},
         )
         log.info("created Milvus collection %s (dim %d) at %s", self._name, dim, self._uri)
 
@@ -287,6 +335,7 @@ class MilvusStore:
             dims = [f.get("params", {}).get("dim") for f in desc.get("fields", []) if f.get("name") == "vector"]
             dim = dims[0] if dims else props.get(_EMBEDDER_DIM)
             check_embedder(self._name, props.get(_EMBEDDER_ID), None if dim is None else int(dim), embedder)
+            self._lexical_from(desc, props)
             # Lite (and a restarted server) keeps collections released until someone loads them.
             await self._call(self._client.load_collection, self._name)
         except BaseException:
@@ -295,11 +344,36 @@ class MilvusStore:
         self._dim = embedder.dim
         log.info("opened Milvus collection %s at %s", self._name, self._uri)
 
+    def _lexical_from(self, desc: dict[str, Any], props: dict[str, Any]) -> None:
+        """Queries must be tokenised as the collection's documents were: follow what it recorded."""
+        names = {f.get("name") for f in desc.get("fields", [])}
+        self._has_lex = "lex" in names
+        if not self._has_lex:
+            log.warning(
+                "Milvus collection %s predates the tokenised 'lex' field: BM25 uses Milvus's analyzer on raw text "
+                "(weak for Korean); re-ingest into a new collection to upgrade",
+                self._name,
+            )
+            return
+        recorded = str(props.get(_TOKENIZER) or self._tokenizer_name)
+        if recorded != self._tokenizer_name:
+            log.warning(
+                "Milvus collection %s was indexed with the %r tokenizer, %r is configured; queries use %r",
+                self._name,
+                recorded,
+                self._tokenizer_name,
+                recorded,
+            )
+            self._tokenize = make_tokenizer(recorded)
+
+    def _lex_of(self, chunk: Chunk) -> str | None:
+        return _lex(self._tokenize(lexical_text(chunk))) if self._has_lex else None
+
     async def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Insert or replace chunks by id; texts over the field limit are refused, never cut."""
         client = self._opened()
         arr = validate_batch(chunks, vectors, self._dim)
-        rows = [_row(c, v) for c, v in zip(chunks, arr, strict=True)]
+        rows = [_row(c, v, self._lex_of(c)) for c, v in zip(chunks, arr, strict=True)]
         for part in _upsert_batches(rows):
             await self._call(client.upsert, self._name, part)
 
@@ -339,6 +413,31 @@ class MilvusStore:
         )
         scored = [ScoredChunk(_chunk(hit["entity"]), _similarity(hit)) for hit in res[0]]
         return sorted(scored, key=lambda s: -s.score)
+
+    async def search_text(self, text: str, k: int, flt: Filter | None = None) -> list[ScoredChunk]:
+        """BM25 top-k by Milvus's sparse BM25 index; the filter is part of the search."""
+        client = self._opened()
+        validate_k(k)
+        validate_filter(flt)
+        if matches_nothing(flt):
+            return []
+        if self._has_lex:
+            tokens = self._tokenize(text)
+            if not tokens:
+                return []
+            text = " ".join(tokens)
+        res = await self._call(
+            client.search,
+            self._name,
+            data=[text],
+            anns_field="text_sparse",
+            limit=k,
+            filter=_expr(flt),
+            output_fields=_OUTPUT,
+            search_params={"metric_type": "BM25", "params": {}},
+        )
+        scored = [ScoredChunk(_chunk(hit["entity"]), _bm25(hit)) for hit in res[0]]
+        return sorted((s for s in scored if s.score > 0), key=lambda s: -s.score)
 
     async def get(self, ids: Sequence[str]) -> list[Chunk]:
         """Fetch chunks by id, in the order asked; missing ids are skipped."""
@@ -401,10 +500,12 @@ def from_url(url: BackendURL, settings: Settings) -> MilvusStore:
             raise ConfigError(
                 f"Milvus Lite needs a file ending in .db, like milvus+lite:///data/rag.db; got {url.raw!r}"
             )
-        return MilvusStore(str(path.resolve()), collection)
+        return MilvusStore(str(path.resolve()), collection, tokenizer=settings.retrieval.tokenizer)
     if not url.host:
         raise ConfigError(f"a Milvus server URL needs a host, like milvus://milvus:19530; got {url.raw!r}")
     https = url.scheme == "milvus+https"
     uri = f"{'https' if https else 'http'}://{url.host}:{url.port or (443 if https else 19530)}"
     token = settings.store.api_key.get_secret_value() if settings.store.api_key else ""
-    return MilvusStore(uri, collection, token=token, timeout_s=settings.store.timeout_s)
+    return MilvusStore(
+        uri, collection, token=token, timeout_s=settings.store.timeout_s, tokenizer=settings.retrieval.tokenizer
+    )

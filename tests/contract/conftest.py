@@ -87,9 +87,12 @@ def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> s
     raise AssertionError(f"unknown backend {backend}")
 
 
-def settings_for(url: str, collection: str, timeout_s: float = 10.0) -> Settings:
-    """Settings naming only the store; everything else keeps its default."""
-    return Settings(store=StoreSettings(url=url, collection=collection, timeout_s=timeout_s))
+def settings_for(url: str, collection: str, timeout_s: float = 10.0, data_dir: Path | None = None) -> Settings:
+    """Settings naming only the store (and where local state goes); everything else keeps its default."""
+    store = StoreSettings(url=url, collection=collection, timeout_s=timeout_s)
+    if data_dir is None:
+        return Settings(store=store)
+    return Settings(store=store, data_dir=data_dir)
 
 
 StoreFactory = Callable[[], VectorStore]
@@ -106,7 +109,7 @@ async def new_store(backend: str, tmp_path: Path, request: pytest.FixtureRequest
     """Builds (unopened) stores on one fresh collection; all of them are closed after the test."""
     url = store_url(backend, tmp_path, request)
     # The Chroma server is shared by the session, so every test gets its own collection.
-    settings = settings_for(url, f"c{uuid.uuid4().hex[:12]}")
+    settings = settings_for(url, f"c{uuid.uuid4().hex[:12]}", data_dir=tmp_path / "data")
     made: list[VectorStore] = []
     shared: dict[str, VectorStore] = {}
 

@@ -1,0 +1,278 @@
+r"""Lexical (BM25) search: tokenisers that work for Korean and English, and a bm25s index beside a store.
+
+Tokenisers (``RAG_RETRIEVAL__TOKENIZER``):
+
+``word``    lower-cased letters/digits runs, English stopwords dropped, plurals folded.
+``bigram``  ``word`` for non-CJK text; Hangul/CJK runs become overlapping character bigrams, so
+            ``휴가는`` still meets ``휴가를`` without a dictionary (the default: best on Korean, see README).
+``kiwi``    ``word`` for non-CJK text; Korean through the kiwipiepy morphological analyser (content
+            morphemes only: nouns, verb/adjective stems, roots, foreign words, numbers).
+
+Every token is a run of ``[^\W_]`` characters, so a store whose analyzer splits on non-word
+characters (Milvus's ``standard``) reproduces the tokens exactly from a space-joined string.
+
+:class:`LexicalIndex` is the BM25 index for stores without a native one (memory, Chroma). It holds
+each chunk with its tokens, is updated by the store's upsert/delete, is rebuilt lazily on the first
+search after a change, filters with the same semantics as the in-memory store *before* ranking
+(an ACL never cuts a top-k afterwards), and persists to one JSON file written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rag.errors import ConfigError, MissingExtra
+from rag.stores.common import matches, matches_nothing
+from rag.types import Chunk, Filter, ScoredChunk
+
+log = logging.getLogger(__name__)
+
+Tokenizer = Callable[[str], list[str]]
+TOKENIZERS = ("word", "bigram", "kiwi")
+# BM25 parameters used by every backend (bm25s, Milvus index params); the usual choice for short passages.
+BM25_K1 = 0.9
+BM25_B = 0.4
+_FORMAT = 1
+
+_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+_CJK = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f\u3040-\u30ff\u4e00-\u9fff]+")
+
+
+def _wordset(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
+_STOPWORDS = _wordset(
+    """
+    a an the and or but if then else of to in on at by for with from into onto about as is are was were be
+    been being am do does did done have has had having it its this that these those there here what which
+    who whom whose when where why how can could should would may might must shall will not no nor so than
+    too very just also any all some each every i me my we our you your he she him her they them their
+    """
+)
+# Content morphemes kept from kiwi: nouns, pronoun-free; verb/adjective stems; roots; foreign; numbers; hanja.
+_KIWI_TAGS = frozenset({"NNG", "NNP", "NNB", "NR", "VV", "VA", "XR", "SL", "SN", "SH", "MAG"})
+
+
+def _is_cjk(c: str) -> bool:
+    return bool(_CJK.match(c))
+
+
+def _fold(word: str) -> str:
+    """Plural folding for ASCII words ('days' meets 'day'); other scripts unchanged."""
+    if word.isascii() and len(word) > 3:
+        if word.endswith("ies") and len(word) > 4:
+            return word[:-3] + "y"
+        if word.endswith("s") and not word.endswith(("ss", "us", "is")):
+            return word[:-1]
+    return word
+
+
+def _words(text: str) -> list[str]:
+    """Word tokens of non-CJK text."""
+    return [_fold(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
+
+
+def word_tokens(text: str) -> list[str]:
+    """``word``: letters/digits runs of any script, lower-cased, stopwords dropped."""
+    return _words(text)
+
+
+def bigram_tokens(text: str) -> list[str]:
+    """``bigram``: words outside CJK, overlapping character bigrams inside CJK runs (a lone character stays)."""
+    out: list[str] = []
+    for word in _WORD.findall(text.lower()):
+        pos = 0
+        for m in _CJK.finditer(word):
+            out.extend(_words(word[pos : m.start()]))
+            run = m.group()
+            out.extend([run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)])
+            pos = m.end()
+        out.extend(_words(word[pos:]))
+    return out
+
+
+@lru_cache(maxsize=1)
+def _kiwi() -> Any:
+    try:
+        from kiwipiepy import Kiwi
+    except ModuleNotFoundError as e:  # pragma: no cover - a core dependency
+        raise MissingExtra("kiwipiepy", "core") from e
+    return Kiwi()
+
+
+_KIWI_LOCK = threading.Lock()
+
+
+def kiwi_tokens(text: str) -> list[str]:
+    """``kiwi``: Korean content morphemes from kiwipiepy; other scripts as ``word``."""
+    if not _CJK.search(text):
+        return _words(text)
+    with _KIWI_LOCK:
+        morphs = _kiwi().tokenize(text)
+    out: list[str] = []
+    for m in morphs:
+        if m.tag in _KIWI_TAGS:
+            out.extend(_words(m.form) if m.tag == "SL" else _WORD.findall(m.form.lower()))
+    return out
+
+
+def make_tokenizer(name: str) -> Tokenizer:
+    """The tokeniser called ``name``; an unknown name fails listing the known ones."""
+    table: dict[str, Tokenizer] = {"word": word_tokens, "bigram": bigram_tokens, "kiwi": kiwi_tokens}
+    if name not in table:
+        raise ConfigError(f"unknown lexical tokenizer {name!r}; known: {', '.join(TOKENIZERS)}")
+    return table[name]
+
+
+def lexical_text(chunk: Chunk) -> str:
+    """What the lexical index reads of a chunk: title, section and text."""
+    return "\n".join(p for p in (chunk.title, chunk.section, chunk.text) if p)
+
+
+def coverage(query_tokens: Sequence[str], text_tokens: Iterable[str]) -> float:
+    """Share of the query's distinct tokens that occur in a text (0 for an empty query)."""
+    wanted = set(query_tokens)
+    if not wanted:
+        return 0.0
+    return len(wanted & set(text_tokens)) / len(wanted)
+
+
+class LexicalIndex:
+    """BM25 over chunks held in this process (bm25s), optionally persisted to one JSON file."""
+
+    def __init__(self, tokenizer: str, path: Path | None = None) -> None:
+        self.tokenizer_name = tokenizer
+        self.tokenize = make_tokenizer(tokenizer)
+        self.path = path
+        self._docs: dict[str, tuple[Chunk, list[str]]] = {}
+        self._model: Any = None
+        self._order: list[str] = []
+        self._dirty = False
+        self._lock = threading.Lock()
+
+    def __len__(self) -> int:
+        return len(self._docs)
+
+    def ids(self) -> set[str]:
+        """Ids of every indexed chunk."""
+        return set(self._docs)
+
+    def upsert(self, chunks: Sequence[Chunk]) -> None:
+        """Index or re-index chunks by id."""
+        with self._lock:
+            for c in chunks:
+                self._docs[c.id] = (c, self.tokenize(lexical_text(c)))
+            self._changed()
+
+    def delete(self, ids: Iterable[str]) -> None:
+        """Forget chunks by id; unknown ids are ignored."""
+        with self._lock:
+            for i in ids:
+                self._docs.pop(i, None)
+            self._changed()
+
+    def clear(self) -> None:
+        """Forget everything."""
+        with self._lock:
+            self._docs.clear()
+            self._changed()
+
+    def _changed(self) -> None:
+        self._model = None
+        self._dirty = True
+
+    def _built(self) -> tuple[Any, list[str]]:
+        if self._model is None:
+            import bm25s
+
+            order = list(self._docs)
+            model = bm25s.BM25(k1=BM25_K1, b=BM25_B)
+            if order:
+                # An empty token list would break bm25s; the empty token it adds scores nothing.
+                model.index([self._docs[i][1] or [""] for i in order], show_progress=False)
+            self._model, self._order = model, order
+        return self._model, self._order
+
+    def search(self, query: str, k: int, flt: Filter | None = None) -> list[ScoredChunk]:
+        """Top-k chunks by BM25 among those the filter admits; chunks sharing no token are left out."""
+        tokens = self.tokenize(query)
+        if not tokens or matches_nothing(flt):
+            return []
+        with self._lock:
+            model, order = self._built()
+            if not order:
+                return []
+            ids = model.get_tokens_ids(tokens)
+            if not ids:
+                return []
+            scores = np.asarray(model.get_scores_from_ids(ids), dtype=np.float64)
+            docs = self._docs
+            if flt is not None:
+                keep = np.fromiter((matches(docs[i][0], flt) for i in order), dtype=bool, count=len(order))
+                scores = np.where(keep, scores, 0.0)
+            n = int((scores > 0).sum())
+            if n == 0:
+                return []
+            top = np.argsort(-scores, kind="stable")[: min(k, n)]
+            return [ScoredChunk(docs[order[i]][0], float(scores[i])) for i in top]
+
+    # --- persistence -------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write the index to its file (atomically) if it changed since the last save."""
+        if self.path is None or not self._dirty:
+            return
+        with self._lock:
+            payload = {
+                "format": _FORMAT,
+                "tokenizer": self.tokenizer_name,
+                "docs": [{"chunk": asdict(c), "tokens": t} for c, t in self._docs.values()],
+            }
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
+            tmp.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
+            os.replace(tmp, self.path)
+            self._dirty = False
+        log.info("saved lexical index of %d chunks to %s", len(self._docs), self.path)
+
+    def load(self) -> bool:
+        """Read the file if it exists and was built with this tokeniser; False when there was nothing usable."""
+        if self.path is None or not self.path.is_file():
+            return False
+        try:
+            payload = json.loads(self.path.read_text(encoding="utf-8"))
+            if payload.get("format") != _FORMAT or payload.get("tokenizer") != self.tokenizer_name:
+                log.info("lexical index %s was built differently; rebuilding it", self.path)
+                return False
+            docs = {}
+            for row in payload["docs"]:
+                raw = dict(row["chunk"])
+                raw["groups"] = tuple(raw.get("groups") or ())
+                chunk = Chunk(**raw)
+                docs[chunk.id] = (chunk, [str(t) for t in row["tokens"]])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            log.warning("lexical index %s is unreadable (%s); rebuilding it from the store", self.path, e)
+            return False
+        with self._lock:
+            self._docs = docs
+            self._model = None
+            self._dirty = False
+        return True
+
+    def missing_and_extra(self, store_ids: Iterable[str]) -> tuple[list[str], list[str]]:
+        """Ids the store has and the index lacks, and ids the index has that the store no longer holds."""
+        have = set(store_ids)
+        mine = set(self._docs)
+        return sorted(have - mine), sorted(mine - have)

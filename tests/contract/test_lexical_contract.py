@@ -1,0 +1,139 @@
+"""The lexical half of the VectorStore contract (search_text) and hybrid retrieval, on every backend."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from rag.config import RetrievalSettings
+from rag.embedders.hashing import HashingEmbedder
+from rag.registry import make_store
+from rag.retrieval import Retriever
+from rag.seams import VectorStore
+from rag.types import EmbedderInfo, Filter
+from tests.contract.conftest import EMBEDDED, StoreFactory, make_chunk, settings_for, store_url, unit_vectors
+
+DIM = 16
+INFO = EmbedderInfo(id="hash-16", dim=DIM)
+
+TEXTS = [
+    "GPU jobs on the cluster may run for at most 72 hours.",
+    "The cafeteria opens at eight in the morning.",
+    "Vacation requests go to your team lead two weeks ahead.",
+    "휴가는 팀장에게 2주 전에 신청해야 합니다.",
+    "연구실 출입은 사원증으로 합니다.",
+]
+
+
+async def filled(new_store: StoreFactory, texts: list[str] = TEXTS, groups=("public",)) -> tuple[VectorStore, list]:
+    store = new_store()
+    await store.open(INFO, create=True)
+    chunks = [make_chunk(t, index=i, groups=groups) for i, t in enumerate(texts)]
+    await store.upsert(chunks, unit_vectors(len(chunks), DIM, seed=7))
+    return store, chunks
+
+
+async def test_search_text_finds_a_chunk_by_a_rare_word_with_a_positive_bm25_score(new_store):
+    store, chunks = await filled(new_store)
+    hits = await store.search_text("How long can a GPU job run?", 3)
+    assert hits[0].chunk == chunks[0]
+    assert hits[0].score > 0
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+
+
+async def test_search_text_leaves_out_chunks_sharing_no_term(new_store):
+    store, _ = await filled(new_store)
+    assert await store.search_text("zebrafish aquarium", 5) == []
+
+
+async def test_korean_query_meets_a_different_particle_through_character_bigrams(new_store):
+    store, chunks = await filled(new_store)
+    hits = await store.search_text("휴가를 신청하려면?", 2)
+    assert hits[0].chunk == chunks[3]
+
+
+async def test_lexical_acl_filter_is_applied_inside_the_query_not_after_top_k(new_store):
+    store = new_store()
+    await store.open(INFO, create=True)
+    others = [make_chunk(f"quantum quantum quantum note {i}", index=i, groups=("other",)) for i in range(300)]
+    mine = make_chunk("a long passage that mentions quantum only once among many other words here", index=999)
+    mine = replace(mine, groups=("mine",))
+    await store.upsert([*others, mine], unit_vectors(301, DIM, seed=3))
+    hits = await store.search_text("quantum", 2, Filter(groups=("mine", "nobody")))
+    assert [h.chunk.id for h in hits] == [mine.id]
+    assert await store.search_text("quantum", 2, Filter(groups=())) == []
+
+
+async def test_updates_and_deletes_keep_the_lexical_index_in_sync(new_store):
+    store, chunks = await filled(new_store)
+    changed = replace(chunks[1], text="The library opens at nine.")
+    await store.upsert([changed], unit_vectors(1, DIM, seed=9))
+    assert await store.search_text("cafeteria", 5) == []
+    assert (await store.search_text("library", 5))[0].chunk == changed
+    await store.delete([chunks[0].id])
+    assert await store.search_text("GPU cluster", 5) == []
+    await store.delete_sources([chunks[2].source])
+    assert await store.search_text("vacation", 5) == []
+
+
+async def test_unknown_filter_field_is_refused_by_search_text(new_store):
+    store, _ = await filled(new_store)
+    from rag.errors import InvalidRequest
+
+    with pytest.raises(InvalidRequest):
+        await store.search_text("GPU", 3, Filter(where={"author": "x"}))
+
+
+async def test_hybrid_finds_a_lexical_only_match_that_dense_misses(new_store):
+    store, chunks = await filled(new_store)
+    # The target's vector points away from the query's, so dense alone ranks it last.
+    embedder = HashingEmbedder(DIM)
+    query = "cafeteria opening hours"
+    qv = await embedder.embed_query(query)
+    await store.upsert([chunks[1]], -qv.reshape(1, -1))
+    dense = await store.search(qv, 5)
+    assert dense[-1].chunk.id == chunks[1].id
+    retriever = Retriever(store, embedder, RetrievalSettings(min_score=0.0))
+    hits = await retriever.search(query, 2)
+    assert chunks[1].id in [h.chunk.id for h in hits]
+
+
+@pytest.mark.parametrize("backend", [*EMBEDDED, "memory"], indirect=True)
+async def test_lexical_index_survives_close_and_reopen(backend, tmp_path: Path, request: pytest.FixtureRequest):
+    url = store_url(backend, tmp_path, request)
+    if backend == "memory":
+        url = "memory://?name=lexical-reopen"
+    store = make_store(settings_for(url, "persisted", data_dir=tmp_path / "data"))
+    await store.open(INFO, create=True)
+    chunks = [make_chunk(t, index=i) for i, t in enumerate(TEXTS)]
+    await store.upsert(chunks, unit_vectors(len(chunks), DIM, seed=1))
+    await store.close()
+    again = make_store(settings_for(url, "persisted", data_dir=tmp_path / "data"))
+    await again.open(INFO, create=False)
+    assert (await again.search_text("cafeteria morning", 1))[0].chunk == chunks[1]
+    await again.close()
+
+
+async def test_chroma_rebuilds_a_missing_lexical_index_and_picks_up_writes_of_another_client(tmp_path: Path):
+    url = f"chroma://{tmp_path}/chroma"
+    writer = make_store(settings_for(url, "docs"))
+    await writer.open(INFO, create=True)
+    chunks = [make_chunk(t, index=i) for i, t in enumerate(TEXTS)]
+    await writer.upsert(chunks[:3], unit_vectors(3, DIM, seed=1))
+    await writer.close()
+    index_file = tmp_path / "chroma-lexical" / "docs.json"
+    assert index_file.is_file()
+    index_file.unlink()
+    # Another client adds chunks without this process knowing; reopening reconciles by id.
+    other = make_store(settings_for(url, "docs"))
+    await other.open(INFO, create=False)
+    await other.upsert(chunks[3:], unit_vectors(2, DIM, seed=2))
+    index_file.unlink()  # as if that client crashed before saving
+    reader = make_store(settings_for(url, "docs"))
+    await reader.open(INFO, create=False)
+    assert (await reader.search_text("GPU", 1))[0].chunk == chunks[0]
+    assert (await reader.search_text("사원증", 1))[0].chunk == chunks[4]
+    await reader.close()
+    await other.close()
