@@ -22,7 +22,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from rag.errors import ConfigError, RagError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from rag.seams import ChatBackend
@@ -175,7 +175,7 @@ class ChainChat:
                 previous = backend.name
                 async with self._slots[backend.name]:
                     started = time.perf_counter()
-                    upstream = backend.stream(request)
+                    upstream: Any = backend.stream(request)  # an async generator: it has aclose()
                     try:
                         first = await asyncio.wait_for(anext(upstream), self.policy.first_token_timeout_s)
                     except StopAsyncIteration:

@@ -247,9 +247,9 @@ class Authenticator:
             key_principal = access.keys.get(hash_key(token.strip()))
             if key_principal is None:
                 raise Unauthenticated("the API key is not valid")
-        token = headers.get(JWT_HEADER.lower())
-        if token and self.secret is not None:
-            return self._user_from_jwt(token, access.users)
+        user_token = headers.get(JWT_HEADER.lower())
+        if user_token and self.secret is not None:
+            return self._user_from_jwt(user_token, self.secret, access.users)
         if key_principal is not None:
             return key_principal
         if self.settings.trust_openwebui_headers:
@@ -261,13 +261,13 @@ class Authenticator:
             raise Unauthenticated("credentials are required: send 'Authorization: Bearer <API key>'")
         return ANONYMOUS
 
-    def _user_from_jwt(self, token: str, users: UserRules) -> Principal:
+    def _user_from_jwt(self, token: str, secret: str, users: UserRules) -> Principal:
         import jwt
 
         try:
             claims = jwt.decode(
                 token,
-                self.secret,
+                secret,
                 algorithms=["HS256"],
                 issuer=JWT_ISSUER,
                 leeway=JWT_LEEWAY_S,
