@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Sequence
@@ -160,6 +161,14 @@ class MemoryStore:
         for c in self._opened().chunks.values():
             out[c.source] = out.get(c.source, 0) + 1
         return out
+
+    async def set_groups(self, ids: Sequence[str], groups: Sequence[str]) -> None:
+        """Replace the ACL groups of stored chunks, keeping their vectors."""
+        col = self._opened()
+        known = [i for i in dict.fromkeys(ids) if i in col.chunks]
+        chunks = [dataclasses.replace(col.chunks[i], groups=tuple(groups)) for i in known]
+        if chunks:
+            await self.upsert(chunks, np.stack([col.vectors[c.id] for c in chunks]))
 
     async def close(self) -> None:
         """Forget the handle; the data stays in the process for the next open()."""
