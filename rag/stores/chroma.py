@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import time
@@ -279,6 +280,18 @@ class ChromaStore:
             offset += len(page["ids"])
             if len(page["ids"]) < _PAGE:
                 return out
+
+    async def set_groups(self, ids: Sequence[str], groups: Sequence[str]) -> None:
+        """Replace the ACL groups of stored chunks without re-embedding: re-upserted with their stored vectors."""
+        col = self._opened()
+        for part in batched(list(dict.fromkeys(ids)), _PAGE):
+            chunks = await self.get(part)
+            if not chunks:
+                continue
+            got = await self._call(col.get, ids=[c.id for c in chunks], include=["embeddings"])
+            stored = dict(zip(got["ids"], got["embeddings"], strict=True))
+            vectors = np.asarray([stored[c.id] for c in chunks], dtype=np.float32)
+            await self.upsert([dataclasses.replace(c, groups=tuple(groups)) for c in chunks], vectors)
 
     async def close(self) -> None:
         """Save the lexical index and drop the client (Chroma persists its own writes)."""
