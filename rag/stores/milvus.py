@@ -11,6 +11,7 @@ analyzer on the raw query (poor for Korean), and say so in the log: re-ingest to
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import re
 import threading
@@ -473,6 +474,19 @@ class MilvusStore:
             return out
 
         return await self._call(scan)
+
+    async def set_groups(self, ids: Sequence[str], groups: Sequence[str]) -> None:
+        """Replace the ACL groups of stored chunks without re-embedding: re-upserted with their stored vectors."""
+        client = self._opened()
+        for part in batched(list(dict.fromkeys(ids)), _SLICE):
+            chunks = await self.get(part)
+            if not chunks:
+                continue
+            where = f"id in {_list([c.id for c in chunks])}"
+            rows = await self._call(client.query, self._name, filter=where, output_fields=["id", "vector"])
+            stored = {str(r["id"]): r["vector"] for r in rows}
+            vectors = np.asarray([stored[c.id] for c in chunks], dtype=np.float32)
+            await self.upsert([dataclasses.replace(c, groups=tuple(groups)) for c in chunks], vectors)
 
     async def close(self) -> None:
         """Close the connection; for Milvus Lite, stop its file server once no store uses it."""
