@@ -142,14 +142,31 @@ async def test_unsupported_files_are_skipped_not_failed(settings: Settings, corp
     assert report.failed == ()
 
 
-async def test_acl_change_reingests_with_new_groups(settings: Settings, corpus: Path) -> None:
-    store, embedder = MemoryStore("docs"), HashingEmbedder(64)
-    await ingest_source(settings, store, embedder, str(corpus))
-    (corpus / "restricted" / ".rag-acl.yaml").write_text("groups: [oncall, leads]\n")
-    report = await ingest_source(settings, store, embedder, str(corpus))
-    assert report.updated == 1
-    chunks = [c for c in store._opened().chunks.values() if "restricted" in c.source]
-    assert chunks and all(c.groups == ("leads", "oncall") for c in chunks)
+@pytest.mark.parametrize("url", ["memory://", "chroma://{tmp}/chroma", "milvus+lite:///{tmp}/rag.db"])
+async def test_acl_change_rewrites_groups_without_re_embedding(settings: Settings, corpus: Path, url: str) -> None:
+    from rag.registry import make_store
+    from rag.types import Filter
+
+    url = url.format(tmp=settings.data_dir)
+    settings = settings.model_copy(update={"store": settings.store.model_copy(update={"url": url})})
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    store, embedder = make_store(settings), HashingEmbedder(64)
+    try:
+        await ingest_source(settings, store, embedder, str(corpus))
+        restricted = (corpus / "restricted" / "incident-escalation.md").resolve().as_uri()
+        before = await store.count(Filter(sources=(restricted,)))
+        (corpus / "restricted" / ".rag-acl.yaml").write_text("groups: [oncall, leads]\n")
+        report = await ingest_source(settings, store, embedder, str(corpus))
+        assert report.regrouped == 1 and report.updated == 0
+        assert report.chunks_embedded == report.chunks_added == report.chunks_deleted == 0
+        assert await store.count(Filter(sources=(restricted,), groups=("leads",))) == before > 0
+        hits = await store.search(await embedder.embed_query("escalation"), 50, Filter(groups=("leads",)))
+        assert hits and {h.chunk.source for h in hits} == {restricted}
+        assert all(h.chunk.groups == ("leads", "oncall") for h in hits)
+        again = await ingest_source(settings, store, embedder, str(corpus))
+        assert again.regrouped == 0 and again.unchanged == 12
+    finally:
+        await store.close()
 
 
 async def test_chunk_settings_change_rechunks_everything(settings: Settings, corpus: Path) -> None:
