@@ -145,6 +145,40 @@ def ingest(
         raise typer.Exit(EXIT_PARTIAL)
 
 
+@app.command()
+def worker(
+    source: Annotated[str, typer.Argument(help="Folder, file, file:// or s3:// URI to keep in sync.")],
+    interval: Annotated[float, typer.Option(help="Seconds between syncs.", min=1)] = 300.0,
+    watch: Annotated[bool, typer.Option(help="Also sync soon after files change (local folders).")] = False,
+    host: Annotated[str, typer.Option(help="Bind address of /healthz, /readyz, /metrics.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port of /healthz, /readyz, /metrics.")] = 9108,
+    shard: Annotated[str | None, typer.Option(help="Only shard i of N ('i/N').")] = None,
+) -> None:
+    """Keep a collection in sync with a source until SIGTERM (the batch in flight is finished first).
+
+    Example: rag worker /data/docs --interval 300 --watch --host 0.0.0.0 --port 9108
+    """
+    settings = _settings()
+
+    async def go() -> Any:
+        from ingest.service import run_worker
+        from ingest.worker import parse_shard
+        from rag.registry import make_embedder, make_store
+
+        part = parse_shard(shard) if shard else None
+        embedder = make_embedder(settings)
+        store = make_store(settings)
+        try:
+            await store.open(embedder.info, create=True)
+            return await run_worker(
+                settings, store, embedder, source, interval_s=interval, watch=watch, host=host, port=port, shard=part
+            )
+        finally:
+            await store.close()
+
+    run(go)
+
+
 def _print_ingest_summary(summary: dict[str, Any]) -> None:
     table = Table(title="Ingestion summary", show_header=False)
     for key in (
