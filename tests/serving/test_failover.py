@@ -97,6 +97,13 @@ def backends() -> Iterator[list[tuple[subprocess.Popen[str], str]]]:
         proc.wait(timeout=10)
 
 
+def wait_for(condition: Any, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
 def metric(server: RagServer, prefix: str) -> float:
     text = httpx.get(f"{server.url}/metrics", timeout=10).text
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(prefix))
@@ -133,10 +140,10 @@ def test_killing_the_first_backend_mid_traffic_loses_no_request_that_had_not_sta
         threads = [threading.Thread(target=worker) for _ in range(4)]
         for t in threads:
             t.start()
-        time.sleep(1.5)
+        wait_for(lambda: len(outcomes) >= 4)  # some answers through the first backend
         before_kill = len(outcomes)
         a_proc.send_signal(signal.SIGKILL)
-        time.sleep(2.5)
+        wait_for(lambda: len(outcomes) >= before_kill + 8)
         stop.set()
         for t in threads:
             t.join(timeout=30)
