@@ -67,11 +67,12 @@ class RetrievalSettings(BaseModel):
         "hybrid", description="Retrievers used: dense + BM25 fused by weighted RRF, or one of them alone."
     )
     tokenizer: Literal["word", "bigram", "kiwi"] = Field(
-        "bigram", description="BM25 tokeniser: word tokens; + Hangul character bigrams; or kiwipiepy morphemes."
+        "kiwi",
+        description="BM25 tokeniser: word tokens; + Hangul character bigrams; or + Korean morphemes (kiwipiepy).",
     )
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in reciprocal rank fusion.")
-    lexical_weight: float = Field(0.5, ge=0, description="Weight of the BM25 ranking in reciprocal rank fusion.")
-    rrf_k: int = Field(60, ge=1, description="RRF constant: score = sum of weight / (rrf_k + rank).")
+    lexical_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in reciprocal rank fusion.")
+    rrf_k: int = Field(10, ge=1, description="RRF constant: score = sum of weight / (rrf_k + rank).")
     candidates: int = Field(50, ge=1, le=1000, description="Candidates each retriever returns before fusion.")
     dense_languages: list[str] = Field(
         default_factory=list,
@@ -82,7 +83,7 @@ class RetrievalSettings(BaseModel):
         0.3, ge=0, le=1, description="Share of the query's terms a chunk must contain to count as relevant."
     )
     max_context_tokens: int = Field(
-        3000, ge=100, description="Token budget of the sources put in the prompt (estimated, 4 chars/token)."
+        3000, ge=100, description="Token budget of the sources put in the prompt (estimated from characters)."
     )
     dedupe_threshold: float = Field(
         0.8, gt=0, le=1, description="Chunks this similar (term Jaccard) to a better one are dropped."

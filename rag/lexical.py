@@ -4,9 +4,10 @@ Tokenisers (``RAG_RETRIEVAL__TOKENIZER``):
 
 ``word``    lower-cased letters/digits runs, English stopwords dropped, plurals folded.
 ``bigram``  ``word`` for non-CJK text; Hangul/CJK runs become overlapping character bigrams, so
-            ``휴가는`` still meets ``휴가를`` without a dictionary (the default: best on Korean, see README).
+            ``휴가는`` still meets ``휴가를`` without a dictionary.
 ``kiwi``    ``word`` for non-CJK text; Korean through the kiwipiepy morphological analyser (content
-            morphemes only: nouns, verb/adjective stems, roots, foreign words, numbers).
+            morphemes only: nouns, verb/adjective stems, roots, foreign words, numbers). The default:
+            best on the Korean set on every metric (README "Benchmarks"), same as ``word`` on English.
 
 Every token is a run of ``[^\W_]`` characters, so a store whose analyzer splits on non-word
 characters (Milvus's ``standard``) reproduces the tokens exactly from a space-joined string.

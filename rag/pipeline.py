@@ -53,6 +53,8 @@ class Prepared:
     request: ChatRequest
     retrieved: tuple[ScoredChunk, ...]
     retrieval_ms: float
+    # What was searched for: the question, or its standalone rewrite when it was a follow-up.
+    search_query: str = ""
 
 
 def question_of(messages: Sequence[Message]) -> tuple[str, tuple[Message, ...]]:
@@ -209,7 +211,7 @@ class Pipeline:
             question=question,
             params=params,
         )
-        return Prepared(request=request, retrieved=hits, retrieval_ms=retrieval_ms)
+        return Prepared(request=request, retrieved=hits, retrieval_ms=retrieval_ms, search_query=query)
 
     async def stream(self, prepared: Prepared, chat: ChatBackend | None = None) -> AsyncIterator[Delta | Answer]:
         """Generate: yields text deltas (citation markers already checked), then the final Answer."""

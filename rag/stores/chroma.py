@@ -94,7 +94,7 @@ class ChromaStore:
         where: str,
         *,
         lexical_path: Path | None = None,
-        tokenizer: str = "bigram",
+        tokenizer: str = "kiwi",
     ) -> None:
         self._make_client = make_client
         self._name = collection

@@ -60,7 +60,7 @@ class MemoryStore:
     """Exact nearest neighbours by brute force; data lives in this process only."""
 
     def __init__(
-        self, collection: str, space: dict[str, _Collection] | None = None, *, tokenizer: str = "bigram"
+        self, collection: str, space: dict[str, _Collection] | None = None, *, tokenizer: str = "kiwi"
     ) -> None:
         self._name = collection
         self._tokenizer = tokenizer

@@ -220,7 +220,7 @@ class MilvusStore:
     """One Milvus collection (HNSW, COSINE); every SDK call runs in a worker thread."""
 
     def __init__(
-        self, uri: str, collection: str, *, token: str = "", timeout_s: float | None = None, tokenizer: str = "bigram"
+        self, uri: str, collection: str, *, token: str = "", timeout_s: float | None = None, tokenizer: str = "kiwi"
     ) -> None:
         self._uri = uri
         self._tokenizer_name = tokenizer

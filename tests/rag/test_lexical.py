@@ -1,0 +1,82 @@
+"""Tokenisers (Korean and English) and the in-process BM25 index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag.errors import ConfigError
+from rag.lexical import LexicalIndex, bigram_tokens, coverage, kiwi_tokens, make_tokenizer, word_tokens
+from rag.types import Chunk, Filter
+
+
+def chunk(i: int, text: str, groups: tuple[str, ...] = ("public",), title: str = "") -> Chunk:
+    return Chunk(id=f"id{i}", text=text, source=f"file:///{i}.md", index=i, groups=groups, title=title)
+
+
+def test_word_tokens_lowercase_drop_stopwords_and_fold_plurals():
+    assert word_tokens("The GPU jobs of the Cluster") == ["gpu", "job", "cluster"]
+
+
+def test_bigram_tokens_split_hangul_runs_into_character_bigrams_and_keep_latin_words():
+    assert bigram_tokens("휴가는 GPU작업") == ["휴가", "가는", "gpu", "작업"]
+
+
+def test_bigram_tokens_let_different_particles_share_the_stem_bigram():
+    assert set(bigram_tokens("휴가는")) & set(bigram_tokens("휴가를")) == {"휴가"}
+
+
+def test_kiwi_tokens_keep_content_morphemes_and_drop_particles_and_endings():
+    tokens = kiwi_tokens("지방은행이 시중은행으로 전환하려면 무엇이 필요한가요?")
+    assert {"지방", "은행", "시중", "전환", "필요"} <= set(tokens)
+    assert not {"이", "으로", "가요", "ᆫ가"} & set(tokens)
+
+
+def test_kiwi_tokens_of_english_text_equal_word_tokens():
+    assert kiwi_tokens("How long may GPU jobs run?") == word_tokens("How long may GPU jobs run?")
+
+
+def test_every_token_is_a_run_of_word_characters_so_milvus_standard_analyzer_keeps_it():
+    import re
+
+    for tok in (word_tokens, bigram_tokens, kiwi_tokens):
+        for t in tok("e-mail_address 휴가-신청서 (2024년) C++ 3.5GB"):
+            assert re.fullmatch(r"[^\W_]+", t), (tok.__name__, t)
+
+
+def test_unknown_tokenizer_is_a_config_error_naming_the_known_ones():
+    with pytest.raises(ConfigError, match="bigram"):
+        make_tokenizer("jieba")
+
+
+def test_coverage_is_the_share_of_distinct_query_terms_found():
+    assert coverage(["gpu", "job", "gpu"], ["job", "queue"]) == 0.5
+    assert coverage([], ["x"]) == 0.0
+
+
+def test_index_ranks_by_bm25_and_searches_the_title_too():
+    index = LexicalIndex("kiwi")
+    index.upsert([chunk(0, "cluster rules", title="GPU policy"), chunk(1, "cafeteria hours"), chunk(2, "gpu gpu gpu")])
+    hits = index.search("GPU policy", 3)
+    assert [h.chunk.id for h in hits] == ["id0", "id2"]
+
+
+def test_index_filters_before_ranking_and_an_empty_acl_matches_nothing():
+    index = LexicalIndex("word")
+    index.upsert([chunk(i, "secret secret secret", groups=("hr",)) for i in range(50)])
+    index.upsert([chunk(99, "a long text where secret appears once among many words", groups=("eng",))])
+    assert [h.chunk.id for h in index.search("secret", 1, Filter(groups=("eng",)))] == ["id99"]
+    assert index.search("secret", 1, Filter(groups=())) == []
+
+
+def test_index_persists_and_a_file_built_with_another_tokenizer_is_not_used(tmp_path: Path):
+    path = tmp_path / "lex.json"
+    index = LexicalIndex("kiwi", path)
+    index.upsert([chunk(0, "연구실 출입은 사원증으로 합니다.")])
+    index.save()
+    again = LexicalIndex("kiwi", path)
+    assert again.load() and again.search("사원증", 1)[0].chunk.id == "id0"
+    assert not LexicalIndex("bigram", path).load()
+    path.write_text("{broken")
+    assert not LexicalIndex("kiwi", path).load()

@@ -1,0 +1,66 @@
+"""Language routing, weighted RRF, embedder languages, the relevance gate."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from rag.config import RetrievalSettings
+from rag.embedders.hashing import HashingEmbedder
+from rag.retrieval import ALL_LANGUAGES, Retriever, embedder_languages, fuse_rrf, route
+from rag.stores.memory import MemoryStore
+from rag.types import Chunk, ScoredChunk
+
+EN = frozenset({"en"})
+
+
+def hit(i: int, score: float = 0.0) -> ScoredChunk:
+    return ScoredChunk(Chunk(id=f"c{i}", text=f"text {i}", source=f"s{i}"), score)
+
+
+def test_minilm_is_recorded_as_english_only_and_multilingual_models_as_all_languages():
+    assert embedder_languages("sentence-transformers/all-MiniLM-L6-v2") == EN
+    assert embedder_languages("intfloat/multilingual-e5-small") == {ALL_LANGUAGES}
+    assert embedder_languages("BAAI/bge-m3") == {ALL_LANGUAGES}
+    assert embedder_languages("all-MiniLM-L6-v2", ["en", "ko"]) == {"en", "ko"}
+
+
+def test_a_korean_query_to_an_english_only_embedder_is_routed_to_bm25_alone():
+    plan = route("GPU 작업의 최대 실행 시간은?", RetrievalSettings(), EN)
+    assert plan.lang == "ko" and plan.dense_weight == 0 and plan.lexical_weight > 0
+
+
+def test_an_english_query_uses_both_rankings_and_a_multilingual_embedder_keeps_dense_for_korean():
+    s = RetrievalSettings()
+    assert route("How long may a GPU job run?", s, EN).dense_weight > 0
+    assert route("GPU 작업의 최대 실행 시간은?", s, frozenset({ALL_LANGUAGES})).dense_weight > 0
+
+
+def test_mode_dense_and_mode_lexical_run_one_ranking_only():
+    assert route("x y", RetrievalSettings(mode="dense"), EN).lexical_weight == 0
+    assert route("x y", RetrievalSettings(mode="lexical"), EN).dense_weight == 0
+
+
+def test_rrf_rewards_agreement_and_scales_the_top_to_one():
+    fused = fuse_rrf([(1.0, [hit(1), hit(2), hit(3)]), (1.0, [hit(2), hit(4)])], rrf_k=10)
+    assert [h.chunk.id for h in fused][:2] == ["c2", "c1"]
+    assert fuse_rrf([(1.0, [hit(1)]), (1.0, [hit(1)])], 60)[0].score == 1.0
+
+
+def test_rrf_weights_tilt_the_order_and_zero_weight_rankings_are_ignored():
+    a, b = [hit(1), hit(2)], [hit(2), hit(1)]
+    assert fuse_rrf([(2.0, a), (1.0, b)], 10)[0].chunk.id == "c1"
+    assert fuse_rrf([(1.0, a), (3.0, b)], 10)[0].chunk.id == "c2"
+    assert [h.chunk.id for h in fuse_rrf([(0.0, a), (1.0, [hit(5)])], 10)] == ["c5"]
+
+
+async def test_irrelevant_query_gets_no_hits_through_the_gate():
+    store = MemoryStore("docs")
+    embedder = HashingEmbedder(64)
+    await store.open(embedder.info, create=True)
+    texts = ["GPU jobs may run for 72 hours.", "The cafeteria opens at eight."]
+    chunks = [Chunk(id=f"c{i}", text=t, source=f"s{i}", index=i) for i, t in enumerate(texts)]
+    await store.upsert(chunks, await embedder.embed_documents(texts))
+    retriever = Retriever(store, embedder, RetrievalSettings(min_score=0.9))
+    assert [h.chunk.id for h in await retriever.search("GPU jobs run hours", 2)] == ["c0"]
+    assert await retriever.search("zebra migration patterns", 2) == []
+    assert np.isfinite([h.score for h in await retriever.search("cafeteria", 2)]).all()
