@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import random
 import sys
 import time
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -132,8 +134,31 @@ def _print_summary(summary: Any) -> None:
             )
 
 
-def _finish(folder: Path, mins: list[str] | None, maxs: list[str] | None, katib: bool, report: bool = True) -> None:
-    """Summarise, write reports, print, apply gates; raises typer.Exit(3) when a gate fails."""
+@dataclass(frozen=True)
+class Tracking:
+    """Where to log a run's summary besides its folder."""
+
+    mlflow: str | None = None
+    tensorboard: Path | None = None
+    experiment: str = "rag-eval"
+
+
+MlflowOpt = Annotated[
+    str | None, typer.Option("--mlflow", help="Log to MLflow at this tracking URI (file:///path, http://host:5000).")
+]
+TensorboardOpt = Annotated[Path | None, typer.Option("--tensorboard", help="Write TensorBoard events under DIR.")]
+ExperimentOpt = Annotated[str, typer.Option(help="MLflow experiment name.")]
+
+
+def _finish(
+    folder: Path,
+    mins: list[str] | None,
+    maxs: list[str] | None,
+    katib: bool,
+    report: bool = True,
+    tracking: Tracking | None = None,
+) -> None:
+    """Summarise, write reports, log to trackers, print, apply gates; raises typer.Exit(3) when a gate fails."""
     from eval.report import check_gates, katib_lines, parse_threshold, summarize, write_summary
 
     try:
@@ -146,9 +171,18 @@ def _finish(folder: Path, mins: list[str] | None, maxs: list[str] | None, katib:
 
             files = write_reports(folder, summary)
         failures = check_gates(summary, thresholds)
+        logged: dict[str, Any] = {}
+        if tracking is not None and (tracking.mlflow or tracking.tensorboard):
+            from eval.tracking import log_summary
+
+            logged = log_summary(summary, folder, tracking.mlflow, tracking.tensorboard, tracking.experiment)
     except RagError as e:
         raise _fail(e) from None
     _print_summary(summary)
+    if logged.get("mlflow"):
+        err.print(f"[dim]MLflow runs: {', '.join(logged['mlflow'])} ({tracking.mlflow if tracking else ''})[/]")
+    if logged.get("tensorboard"):
+        err.print(f"[dim]TensorBoard: {' '.join(str(p) for p in logged['tensorboard'])}[/]")
     if not summary.complete:
         err.print(f"[yellow]the run is incomplete ({summary.expected_items} items expected); run it again to resume[/]")
     for t in summary.targets:
@@ -172,7 +206,14 @@ def _finish(folder: Path, mins: list[str] | None, maxs: list[str] | None, katib:
 @eval_app.command("run")
 def run_command(
     ctx: typer.Context,
-    target: Annotated[list[str], typer.Option("--target", "-t", help="Chat backend URL to evaluate (repeat).")],
+    target: Annotated[
+        list[str],
+        typer.Option(
+            "--target",
+            "-t",
+            help="Chat backend URL to evaluate (repeat), or a running service: http://host:8000/v1?model=rag.",
+        ),
+    ],
     dataset: Annotated[Path | None, typer.Option(help="Case file (.jsonl/.yaml).")] = None,
     squad: Annotated[Path | None, typer.Option(help="SQuAD/KorQuAD v1 JSON file (cases and corpus).")] = None,
     beir: Annotated[Path | None, typer.Option(help="BEIR folder (corpus.jsonl, queries.jsonl, qrels).")] = None,
@@ -190,13 +231,27 @@ def run_command(
     min_: Annotated[list[str] | None, typer.Option("--min", help="Gate: METRIC=VALUE each target must reach.")] = None,
     max_: Annotated[list[str] | None, typer.Option("--max", help="Gate: METRIC=VALUE no target may exceed.")] = None,
     katib: Annotated[bool, typer.Option(help="Print name=value lines for Katib.")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Evaluate a seeded sample of N cases.")] = None,
+    mlflow: MlflowOpt = None,
+    tensorboard: TensorboardOpt = None,
+    experiment: ExperimentOpt = "rag-eval",
 ) -> None:
     """Run cases against every target; resumable (run the same command again to continue).
 
+    A target is a chat backend URL (retrieval runs here, once per case, shared by every target) or a running
+    onprem-rag service (http://host:port/v1?model=rag: the service retrieves; its cited sources and
+    /v1/search results are scored, TTFT is measured by streaming).
+
     Examples:
-      rag eval run --squad dev.json --target extractive:// --target 'openai+http://gpu:8000/v1?model=ft' --out runs/ft
+      rag eval run --squad dev.json --ingest -t extractive:// -t 'openai+http://gpu:8000/v1?model=ft' --out runs/ft
 
       rag eval run --dataset cases.jsonl -t 'openai://?model=gpt-4o-mini' --min f1=0.5 --max total_ms_p95=3000
+
+      rag eval run --dataset cases.jsonl -t 'http://rag.internal:8000/v1?model=rag' --limit 50
+
+      rag eval run --beir data/ko --ingest -t extractive:// --mlflow file:///srv/mlruns --tensorboard runs/tb
+
+      rag eval run --squad dev.json --retrieval -t k=3 -t k=10 -t k=5,min_score=0.3
     """
     settings = _settings(ctx, collection)
     folder = out_dir or Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
@@ -206,6 +261,7 @@ def run_command(
         from eval.judge import Judge
         from eval.prices import load_prices
         from eval.runner import DatasetInfo, RunConfig, Runner, RunOptions, dataset_hash, prepare_folder, safe_settings
+        from eval.service import is_service_target
         from rag.pipeline import Pipeline
         from rag.registry import make_chat, make_embedder, make_store
 
@@ -213,6 +269,10 @@ def run_command(
         cases = list(imported.cases)
         if not cases:
             raise InvalidRequest(f"{label}: no cases")
+        if limit is not None and limit < len(cases):
+            cases = sorted(random.Random(seed).sample(cases, limit), key=lambda c: c.id)
+            label = f"{label} (sample of {limit}, seed {seed})"
+        local = retrieval or not all(is_service_target(t) for t in target)
         table = load_prices(prices)
         config = RunConfig(
             name=folder.name,
@@ -245,7 +305,7 @@ def run_command(
                 runner = Runner(pipeline, cases, options, folder, judge=grader)
                 todo, done = runner.pending()
                 corpus = imported.corpus
-                if todo and (ingest or settings.store.url.startswith("memory:")):
+                if todo and local and (ingest or settings.store.url.startswith("memory:")):
                     if not corpus:
                         raise InvalidRequest("nothing to ingest: --ingest needs --squad or --beir")
                     task = bar.add_task("ingest", total=None)
@@ -263,7 +323,7 @@ def run_command(
         f"[dim]{folder}: {outcome.ran} items run, {outcome.skipped} already done, {outcome.failed} failed, "
         f"{outcome.seconds:.1f}s[/]"
     )
-    _finish(folder, min_, max_, katib)
+    _finish(folder, min_, max_, katib, tracking=Tracking(mlflow, tensorboard, experiment))
 
 
 @eval_app.command("report")
@@ -272,12 +332,18 @@ def report_command(
     min_: Annotated[list[str] | None, typer.Option("--min", help="Gate: METRIC=VALUE each target must reach.")] = None,
     max_: Annotated[list[str] | None, typer.Option("--max", help="Gate: METRIC=VALUE no target may exceed.")] = None,
     katib: Annotated[bool, typer.Option(help="Print name=value lines for Katib.")] = False,
+    mlflow: MlflowOpt = None,
+    tensorboard: TensorboardOpt = None,
+    experiment: ExperimentOpt = "rag-eval",
 ) -> None:
-    """Recompute a run's summary and write its Markdown and HTML reports.
+    """Recompute a run's summary and write its Markdown and HTML reports (optionally log it to MLflow/TensorBoard).
 
-    Example: rag eval report runs/ft --min hit@5=0.8
+    Examples:
+      rag eval report runs/ft --min hit@5=0.8
+
+      rag eval report runs/ft --mlflow http://mlflow:5000 --experiment rag-nightly
     """
-    _finish(run, min_, max_, katib)
+    _finish(run, min_, max_, katib, tracking=Tracking(mlflow, tensorboard, experiment))
 
 
 @eval_app.command("compare")
@@ -330,15 +396,25 @@ def synth_command(
     out_file: Annotated[Path, typer.Option("--out", help="Case file to write (.jsonl or .yaml).")],
     squad: Annotated[Path | None, typer.Option(help="SQuAD/KorQuAD file whose paragraphs to use.")] = None,
     beir: Annotated[Path | None, typer.Option(help="BEIR folder whose corpus to use.")] = None,
+    collection: Annotated[
+        str | None, typer.Option(help="Stored collection to sample (the default when no --squad/--beir).")
+    ] = None,
+    groups: Annotated[str, typer.Option(help="From a collection: only chunks these groups may read.")] = "public",
     count: Annotated[int, typer.Option(min=1, help="Cases to generate at most.")] = 50,
     seed: Annotated[int, typer.Option(help="Seed for sampling passages.")] = 0,
     min_support: Annotated[float, typer.Option(help="Share of answer tokens that must occur in the passage.")] = 0.8,
 ) -> None:
     """Generate questions and answers from sampled passages, deduplicated and checked against their passage.
 
-    Example: rag eval synth --squad dev.json -g 'openai+http://gpu:8000/v1?model=x' --count 100 --out synth.jsonl
+    Passages come from a SQuAD/BEIR corpus, or from a stored collection (sampled through search with random
+    directions; only chunks readable by --groups).
+
+    Examples:
+      rag eval synth --squad dev.json -g 'openai+http://gpu:8000/v1?model=x' --count 100 --out synth.jsonl
+
+      rag eval synth --collection docs -g 'openai+http://gpu:8000/v1?model=x' --out synth.jsonl
     """
-    settings = _settings(ctx)
+    settings = _settings(ctx, collection)
 
     async def go() -> Any:
         from eval.corpus import to_document
@@ -347,13 +423,27 @@ def synth_command(
         from ingest.chunking import Chunker
         from rag.registry import make_chat, make_embedder
 
-        imported, _ = _load_data(None, squad, beir)
-        chunker = Chunker(settings.ingest.chunk_size, settings.ingest.chunk_overlap, make_embedder(settings))
-        passages = [
-            Passage(c.source, c.text)
-            for doc in imported.corpus
-            for c in chunker.chunks(to_document(doc, ("public",)), ingested_at=0.0)
-        ]
+        if squad is None and beir is None:
+            from eval.corpus import sample_stored
+            from rag.registry import make_store
+
+            store, embedder = make_store(settings), make_embedder(settings)
+            try:
+                await store.open(embedder.info, create=False)
+                wanted = tuple(g.strip() for g in groups.split(",") if g.strip())
+                # Three passages per wanted case: some are rejected as unanswerable or duplicates.
+                chunks = await sample_stored(store, embedder.info.dim, 3 * count, seed, wanted)
+            finally:
+                await store.close()
+            passages = [Passage(c.source, c.text) for c in chunks]
+        else:
+            imported, _ = _load_data(None, squad, beir)
+            chunker = Chunker(settings.ingest.chunk_size, settings.ingest.chunk_overlap, make_embedder(settings))
+            passages = [
+                Passage(c.source, c.text)
+                for doc in imported.corpus
+                for c in chunker.chunks(to_document(doc, ("public",)), ingested_at=0.0)
+            ]
         backend = make_chat(settings, generator)
         try:
             with _progress() as bar:

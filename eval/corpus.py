@@ -10,6 +10,8 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 
+import numpy as np
+
 from eval.dataset import CorpusDoc
 from ingest.chunking import Chunker
 from ingest.formats import Section
@@ -18,7 +20,7 @@ from rag.config import Settings
 from rag.ids import content_hash
 from rag.lang import detect_lang
 from rag.seams import Embedder, VectorStore
-from rag.types import Chunk
+from rag.types import Chunk, Filter
 
 log = logging.getLogger(__name__)
 
@@ -72,3 +74,37 @@ async def ingest_corpus(
     await flush()
     log.info("ingested %d documents as %d chunks in %.1fs", docs, total, time.monotonic() - started)
     return total
+
+
+async def sample_stored(
+    store: VectorStore,
+    dim: int,
+    count: int,
+    seed: int = 0,
+    groups: tuple[str, ...] = ("public",),
+    per_query: int = 10,
+    max_queries: int = 200,
+) -> list[Chunk]:
+    """Up to ``count`` distinct chunks of an opened collection, found by searching with random unit vectors.
+
+    The store seam has no chunk listing, so this samples through ``search``: each seeded random direction
+    (and its opposite) brings back its nearest chunks. The sample is spread over the collection but not
+    uniform (chunks near the centre of the embedding cloud come back less often). Only chunks readable by
+    ``groups`` are returned, so restricted documents never reach the question-writing model.
+    """
+    rng = np.random.default_rng(seed)
+    found: dict[str, Chunk] = {}
+    flt = Filter(groups=groups)
+    idle = 0
+    for _ in range(max_queries):
+        vector = rng.standard_normal(dim).astype(np.float32)
+        vector /= np.linalg.norm(vector) or 1.0
+        before = len(found)
+        for direction in (vector, -vector):
+            for hit in await store.search(direction, per_query, flt):
+                found.setdefault(hit.chunk.id, hit.chunk)
+        idle = idle + 1 if len(found) == before else 0
+        if len(found) >= count or idle >= 20:  # enough, or the collection seems exhausted
+            break
+    chunks = sorted(found.values(), key=lambda c: c.id)
+    return chunks[:count]

@@ -143,9 +143,51 @@ def metric_rows(summary: Summary) -> tuple[list[str], list[list[str]]]:
     return header, rows
 
 
+BREAKDOWN_METRICS = ("f1", "rouge_l", "similarity", "refusal", "faithfulness", "relevance")
+
+
+def breakdown_rows(summary: Summary) -> tuple[list[str], list[list[str]]]:
+    """Header and rows of the per-language and per-tag breakdown (no rows when there is one group only).
+
+    Metrics shown: hit@k and the answer metrics; for Korean, F1 and ROUGE-L count characters (KorQuAD).
+    """
+    header = ["group", "metric", *(short_label(t.target) for t in summary.targets)]
+    shown = (f"hit@{summary.k}", *BREAKDOWN_METRICS)
+    groups: list[tuple[str, str]] = []
+    for kind, attr in (("lang", "by_lang"), ("tag", "by_tag")):
+        labels = dict.fromkeys(label for t in summary.targets for label in getattr(t, attr))
+        groups += [(f"{kind}:{label}" if kind == "lang" else label, attr) for label in labels]
+    if len(groups) < 2:
+        return header, []
+    rows = []
+    for label, attr in groups:
+        key = label.removeprefix("lang:") if attr == "by_lang" else label
+        per_target = [getattr(t, attr).get(key) for t in summary.targets]
+        for name in shown:
+            if not any(g is not None and name in g.metrics for g in per_target):
+                continue
+            row = [label, name]
+            for g in per_target:
+                s = g.metrics.get(name) if g is not None else None
+                row.append(f"{s.mean:.3f} [{s.low:.3f}, {s.high:.3f}] (n={s.n})" if s else "–")
+            rows.append(row)
+    return header, rows
+
+
 def operations_rows(summary: Summary) -> tuple[list[str], list[list[str]]]:
     """Header and rows of items, errors, latency, tokens and cost per target."""
-    header = ["target", "items", "errors", "TTFT p50 ms", "total p50 ms", "total p95 ms", "tokens in/out", "cost"]
+    header = [
+        "target",
+        "items",
+        "errors",
+        "retrieval p50 ms",
+        "TTFT p50 ms",
+        "total p50 ms",
+        "total p95 ms",
+        "scoring p50 ms",
+        "tokens in/out",
+        "cost",
+    ]
     rows = []
     for t in summary.targets:
         rows.append(
@@ -153,9 +195,11 @@ def operations_rows(summary: Summary) -> tuple[list[str], list[list[str]]]:
                 short_label(t.target),
                 str(t.items),
                 str(t.errors),
+                _fmt(t.retrieval_ms.p50 if t.retrieval_ms else None, 0),
                 _fmt(t.ttft_ms.p50 if t.ttft_ms else None, 0),
                 _fmt(t.total_ms.p50 if t.total_ms else None, 0),
                 _fmt(t.total_ms.p95 if t.total_ms else None, 0),
+                _fmt(t.score_ms.p50 if t.score_ms else None, 1),
                 f"{t.prompt_tokens}/{t.completion_tokens}",
                 _fmt(t.cost_total, 4) + (f" {summary.currency}" if t.cost_total is not None else ""),
             ]
@@ -204,6 +248,9 @@ def markdown(summary: Summary, plots: dict[str, Path]) -> str:
     """The Markdown report (plots linked by file name)."""
     parts = [f"# Evaluation report: {summary.run}", "", *_intro(summary), "", "## Quality", ""]
     parts += [_md_table(*metric_rows(summary)), "", f"![metrics]({plots['metrics'].name})", ""]
+    header, rows = breakdown_rows(summary)
+    if rows:
+        parts += ["## By language and tag", "", _md_table(header, rows), ""]
     parts += ["## Latency, tokens, cost", "", _md_table(*operations_rows(summary)), ""]
     parts += [f"![latency]({plots['latency'].name})", "", f"![cost vs quality]({plots['cost'].name})", ""]
     for target in summary.comparisons:
@@ -238,6 +285,11 @@ def html_page(summary: Summary, plots: dict[str, Path]) -> str:
         "<h2>Quality</h2>",
         _html_table(*metric_rows(summary)),
         _img(plots["metrics"], "metrics"),
+    ]
+    header, rows = breakdown_rows(summary)
+    if rows:
+        parts += ["<h2>By language and tag</h2>", _html_table(header, rows)]
+    parts += [
         "<h2>Latency, tokens, cost</h2>",
         _html_table(*operations_rows(summary)),
         _img(plots["latency"], "latency"),

@@ -66,6 +66,14 @@ class PairStat(BaseModel):
     significant: bool
 
 
+class GroupSummary(BaseModel):
+    """One target's metrics on the cases of one tag or one language."""
+
+    items: int
+    errors: int
+    metrics: dict[str, MetricStat] = Field(default_factory=dict)
+
+
 class TargetSummary(BaseModel):
     """Everything measured for one target."""
 
@@ -76,10 +84,14 @@ class TargetSummary(BaseModel):
     ttft_ms: Distribution | None = None
     total_ms: Distribution | None = None
     retrieval_ms: Distribution | None = None
+    score_ms: Distribution | None = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost_total: float | None = None
     cost_per_item: float | None = None
+    # Breakdowns: the same metrics on the cases of each tag (``domain:law``) and each language (``ko``).
+    by_tag: dict[str, GroupSummary] = Field(default_factory=dict)
+    by_lang: dict[str, GroupSummary] = Field(default_factory=dict)
 
 
 class Summary(BaseModel):
@@ -131,14 +143,35 @@ def metric_names(k: int, by_target: dict[str, dict[str, ItemRecord]]) -> list[st
     return known + sorted(present - set(known))
 
 
-def _target_summary(config: RunConfig, target: str, items: dict[str, ItemRecord], names: list[str]) -> TargetSummary:
-    ok = [r for r in items.values() if r.error is None]
+def _metric_stats(config: RunConfig, ok: Sequence[ItemRecord], names: Sequence[str]) -> dict[str, MetricStat]:
     metrics: dict[str, MetricStat] = {}
     for name in names:
         values = [r.metrics[name] for r in ok if name in r.metrics]
         if values:
             ci = bootstrap_ci(values, n_resamples=BOOTSTRAP_RESAMPLES, confidence=CONFIDENCE, seed=config.seed)
             metrics[name] = MetricStat(mean=ci.mean, low=ci.low, high=ci.high, n=ci.n)
+    return metrics
+
+
+def _groups(config: RunConfig, items: Sequence[ItemRecord], names: Sequence[str], key: str) -> dict[str, GroupSummary]:
+    """Per-tag (``key="tags"``) or per-language (``key="lang"``) summaries, groups sorted by name."""
+    members: dict[str, list[ItemRecord]] = {}
+    for r in items:
+        labels = r.tags if key == "tags" else ([r.lang] if r.lang else [])
+        for label in labels:
+            members.setdefault(label, []).append(r)
+    out: dict[str, GroupSummary] = {}
+    for label in sorted(members):
+        group = members[label]
+        ok = [r for r in group if r.error is None]
+        stats = _metric_stats(config, ok, names)
+        out[label] = GroupSummary(items=len(group), errors=len(group) - len(ok), metrics=stats)
+    return out
+
+
+def _target_summary(config: RunConfig, target: str, items: dict[str, ItemRecord], names: list[str]) -> TargetSummary:
+    ok = [r for r in items.values() if r.error is None]
+    metrics = _metric_stats(config, ok, names)
     costs = [r.cost for r in ok]
     known_cost = bool(ok) and all(c is not None for c in costs)
     cost_total = float(sum(c for c in costs if c is not None)) if known_cost else None
@@ -150,10 +183,13 @@ def _target_summary(config: RunConfig, target: str, items: dict[str, ItemRecord]
         ttft_ms=_distribution([r.ttft_ms for r in ok if r.ttft_ms is not None]),
         total_ms=_distribution([r.total_ms for r in ok if r.total_ms is not None]),
         retrieval_ms=_distribution([r.retrieval_ms for r in ok]),
+        score_ms=_distribution([r.score_ms for r in ok if r.score_ms > 0]),
         prompt_tokens=sum(r.prompt_tokens for r in ok),
         completion_tokens=sum(r.completion_tokens for r in ok),
         cost_total=cost_total,
         cost_per_item=cost_total / len(ok) if cost_total is not None else None,
+        by_tag=_groups(config, list(items.values()), names, "tags"),
+        by_lang=_groups(config, list(items.values()), names, "lang"),
     )
 
 
@@ -172,7 +208,7 @@ def pair_stats(
             and other[i].error is None
             and name in other[i].metrics
         ]
-        if not ids:
+        if len(ids) < 2:  # a paired test needs two cases at least
             continue
         c = paired_compare(
             [base[i].metrics[name] for i in ids],

@@ -31,6 +31,7 @@ from eval.dataset import Case, CaseRecord
 from eval.judge import PROMPT_VERSION, Judge
 from eval.prices import PriceTable
 from eval.scoring import answer_scores, retrieval_scores, similarity
+from eval.service import ServiceAnswer, ServiceTarget, is_service_target
 from rag.errors import InvalidRequest, RagError
 from rag.pipeline import Answer, Pipeline, Prepared
 from rag.registry import make_chat
@@ -92,6 +93,8 @@ class ItemRecord(BaseModel):
 
     case_id: str
     target: str
+    tags: list[str] = Field(default_factory=list)
+    lang: str = ""
     answer: str = ""
     cited: list[str] = Field(default_factory=list)
     retrieved: list[str] = Field(default_factory=list)
@@ -102,6 +105,8 @@ class ItemRecord(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     cost: float | None = None
+    # The harness's own time for the item: scoring (metrics, answer embedding), not retrieval or generation.
+    score_ms: float = 0.0
     attempts: int = 0
     error: str | None = None
     judge_error: str | None = None
@@ -286,6 +291,7 @@ class Runner:
         self.k = pipeline.settings.retrieval.k
         self._variants = {t: parse_variant(t) for t in options.targets} if options.mode == "retrieval" else {}
         self._backends: dict[str, ChatBackend] = {}
+        self._services: dict[str, ServiceTarget] = {}
         self._shared: dict[str, asyncio.Task[Any]] = {}
         self._pending_per_case: dict[str, int] = {}
         self._retrieve_slots = asyncio.Semaphore(options.concurrency)
@@ -309,16 +315,23 @@ class Runner:
             self._pending_per_case[case.id] = self._pending_per_case.get(case.id, 0) + 1
         if self.options.mode == "generate":
             for target in {t for _, t in todo}:
-                self._backends[target] = make_chat(self.pipeline.settings, target)
+                if is_service_target(target):
+                    timeout = self.pipeline.settings.chat.timeout_s
+                    self._services[target] = ServiceTarget(target, timeout_s=timeout)
+                else:
+                    self._backends[target] = make_chat(self.pipeline.settings, target)
         failed = 0
         try:
-            if todo:
+            # A service retrieves by itself: the local store is opened only for local targets.
+            if todo and (self.options.mode == "retrieval" or self._backends):
                 await self.pipeline.ensure_open()
             records = await asyncio.gather(*(self._item(case, target) for case, target in todo))
             failed = sum(1 for r in records if r.error)
         finally:
             for backend in self._backends.values():
                 await backend.close()
+            for service in self._services.values():
+                await service.close()
         return RunOutcome(self.folder, len(todo), skipped, failed, time.monotonic() - started)
 
     async def _item(self, case: Case, target: str) -> ItemRecord:
@@ -336,6 +349,7 @@ class Runner:
             self._pending_per_case[case.id] -= 1
             if self._pending_per_case[case.id] == 0:
                 self._shared.pop(case.id, None)
+        record = record.model_copy(update={"tags": list(case.tags), "lang": case.lang})
         await self.log.append(record)
         if self.on_item is not None:
             self.on_item(record)
@@ -353,6 +367,8 @@ class Runner:
             return await self.pipeline.prepare([Message("user", case.question)], None, params)
 
     async def _generate_item(self, case: Case, target: str) -> ItemRecord:
+        if target in self._services:
+            return await self._service_item(case, self._services[target])
         prepared: Prepared = await self._shared_task(case, lambda: self._prepare(case))
         retrieved = [h.chunk.source for h in prepared.retrieved]
         base = ItemRecord(
@@ -368,9 +384,9 @@ class Runner:
             except _GenerationFailed as failed:
                 return base.model_copy(update={"error": _error_text(failed.error), "attempts": failed.attempts})
         cited = list(dict.fromkeys(c.hit.chunk.source for c in answer.citations))
-        metrics = {**base.metrics, **answer_scores(case, answer.text, cited)}
-        if case.answers and not case.unanswerable:
-            metrics["similarity"] = await similarity(self.pipeline.embedder, answer.text, case.answers)
+        scoring_started = time.perf_counter()
+        metrics = await self._answer_metrics(case, answer.text, cited, base.metrics)
+        score_ms = (time.perf_counter() - scoring_started) * 1000
         judge_error = None
         if self.judge is not None:
             judge_error = await self._judge(case, answer, prepared.retrieved, metrics)
@@ -385,10 +401,68 @@ class Runner:
                 "prompt_tokens": answer.usage.prompt_tokens,
                 "completion_tokens": answer.usage.completion_tokens,
                 "cost": self.options.prices.cost(target, answer.usage),
+                "score_ms": score_ms,
                 "attempts": attempts,
                 "judge_error": judge_error,
             }
         )
+
+    async def _answer_metrics(
+        self, case: Case, text: str, cited: Sequence[str], base: dict[str, float]
+    ) -> dict[str, float]:
+        metrics = {**base, **answer_scores(case, text, cited)}
+        if case.answers and not case.unanswerable:
+            metrics["similarity"] = await similarity(self.pipeline.embedder, text, case.answers)
+        return metrics
+
+    async def _service_item(self, case: Case, service: ServiceTarget) -> ItemRecord:
+        """One question put to a running service: it retrieves and answers; we score what it returned."""
+        async with self._generate_slots:
+            try:
+                answer, attempts = await self._ask_service(case, service)
+            except _GenerationFailed as failed:
+                return ItemRecord(
+                    case_id=case.id, target=service.name, error=_error_text(failed.error), attempts=failed.attempts
+                )
+        scoring_started = time.perf_counter()
+        metrics = await self._answer_metrics(
+            case, answer.text, answer.cited, retrieval_scores(case, answer.retrieved, self.k)
+        )
+        score_ms = (time.perf_counter() - scoring_started) * 1000
+        judge_error = None
+        if self.judge is not None:
+            # The passages are what the service's /v1/search returned for the question.
+            judge_error = await self._judge_text(case, answer.text, answer.passages, metrics)
+        return ItemRecord(
+            case_id=case.id,
+            target=service.name,
+            answer=answer.text,
+            cited=answer.cited,
+            retrieved=answer.retrieved,
+            metrics=metrics,
+            retrieval_ms=answer.retrieval_ms,
+            ttft_ms=answer.ttft_ms if answer.text else None,
+            total_ms=answer.total_ms,
+            prompt_tokens=answer.usage.prompt_tokens,
+            completion_tokens=answer.usage.completion_tokens,
+            cost=self.options.prices.cost(service.name, answer.usage),
+            score_ms=score_ms,
+            attempts=attempts,
+            judge_error=judge_error,
+        )
+
+    async def _ask_service(self, case: Case, service: ServiceTarget) -> tuple[ServiceAnswer, int]:
+        for attempt in range(self.options.retries + 1):
+            try:
+                return await service.ask(case.question, seed=self.options.seed), attempt + 1
+            except RagError as e:
+                permanent = e.status not in RETRYABLE_STATUS or e.code in PERMANENT_CODES
+                if permanent or attempt == self.options.retries:
+                    raise _GenerationFailed(e, attempt + 1) from e
+                delay = self.options.backoff_s * 2**attempt * (1 + self._rng.random() / 2)
+                log.info("%s failed (%s); retry %d in %.1fs", service.name, e.message, attempt + 1, delay)
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     async def _generate(self, prepared: Prepared, backend: ChatBackend) -> tuple[Answer, int]:
         for attempt in range(self.options.retries + 1):
@@ -409,9 +483,14 @@ class Runner:
     async def _judge(
         self, case: Case, answer: Answer, sources: Sequence[ScoredChunk], metrics: dict[str, float]
     ) -> str | None:
+        return await self._judge_text(case, answer.text, [h.chunk.text for h in sources], metrics)
+
+    async def _judge_text(
+        self, case: Case, text: str, passages: Sequence[str], metrics: dict[str, float]
+    ) -> str | None:
         assert self.judge is not None
         try:
-            verdict = await self.judge.grade(case.question, answer.text, [h.chunk.text for h in sources])
+            verdict = await self.judge.grade(case.question, text, list(passages))
         except RagError as e:
             return _error_text(e)
         if verdict.faithfulness is not None:
