@@ -92,9 +92,7 @@ def test_run_against_a_real_service_process(
     assert summary.target(streamed).metrics["citation_recall"].mean > 0
 
 
-def test_a_service_error_is_recorded_per_item(
-    server: RagServer, eval_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_a_service_error_is_recorded_per_item(server: RagServer, eval_env: dict[str, str], tmp_path: Path) -> None:
     cases = tmp_path / "cases.jsonl"
     _cases(server, cases)
     wrong = f"{server.base_url}?model=not-served"
