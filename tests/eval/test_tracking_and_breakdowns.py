@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -19,6 +21,7 @@ from rag.config import load
 from rag.errors import MissingExtra
 from rag.registry import make_embedder, make_store
 from rag.types import Chunk
+from tests.fakes import FakeOpenAIServer, openai_server
 
 TARGETS = ["extractive://", "openai://?model=x"]
 
@@ -72,7 +75,6 @@ def test_korean_long_form_answers_get_character_level_credit() -> None:
 
 def test_tensorboard_events_are_written_per_target(tmp_path: Path) -> None:
     pytest.importorskip("tensorboard")
-    import asyncio
 
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -89,7 +91,6 @@ def test_tensorboard_events_are_written_per_target(tmp_path: Path) -> None:
 
 def test_mlflow_runs_in_a_local_file_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("mlflow")
-    import asyncio
 
     from mlflow.tracking import MlflowClient
 
@@ -108,7 +109,6 @@ def test_mlflow_runs_in_a_local_file_store(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_a_missing_tracking_package_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import asyncio
 
     summary = summarize(asyncio.run(_folder(tmp_path)))
     monkeypatch.setitem(sys.modules, "mlflow", None)
@@ -143,3 +143,31 @@ async def test_synth_samples_distinct_readable_chunks_from_a_stored_collection(
     assert len({c.source for c in sample}) >= 5
     assert "secret" not in {c.id for c in everything}
     assert len(everything) > 40  # random directions reach most of the collection before giving up
+
+
+async def test_synth_command_reads_passages_from_a_stored_collection(
+    eval_env: dict[str, str], fake_openai: FakeOpenAIServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from eval.corpus import ingest_corpus
+    from eval.dataset import from_squad, load_cases
+    from tests.eval.conftest import XQUAD, fake_target
+    from tests.eval.test_cli import invoke
+
+    monkeypatch.setenv("RAG_STORE__URL", "memory://?name=synth-collection")
+    settings = load()
+    store, embedder = make_store(settings), make_embedder(settings)
+    await ingest_corpus(settings, store, embedder, from_squad(XQUAD).corpus)
+
+    def reply(messages: list[dict[str, Any]]) -> list[str]:
+        if "Broncos" in str(messages[-1]["content"]):
+            return ["Q: Who lost in the divisional round?\n", "A: Pittsburgh Steelers"]
+        return ["I cannot write a question."]
+
+    monkeypatch.setattr(openai_server, "canned_reply", reply)
+    out = tmp_path / "synth.jsonl"
+    code, _, err = await asyncio.to_thread(
+        invoke, "synth", "--collection", "docs", "-g", fake_target(fake_openai.base_url), "--out", str(out)
+    )
+    assert code == 0, err
+    assert [(c.answers, c.sources) for c in load_cases(out)] == [(("Pittsburgh Steelers",), ("Super_Bowl_50#0",))]
+    assert "(from 3 passages)" in err
