@@ -170,6 +170,11 @@ class MemoryStore:
         if chunks:
             await self.upsert(chunks, np.stack([col.vectors[c.id] for c in chunks]))
 
+    async def drop(self) -> None:
+        """Delete the whole collection (collection versions: an old version is removed)."""
+        self._space.pop(self._name, None)
+        self._col = None
+
     async def close(self) -> None:
         """Forget the handle; the data stays in the process for the next open()."""
         self._col = None
