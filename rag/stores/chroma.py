@@ -293,6 +293,21 @@ class ChromaStore:
             vectors = np.asarray([stored[c.id] for c in chunks], dtype=np.float32)
             await self.upsert([dataclasses.replace(c, groups=tuple(groups)) for c in chunks], vectors)
 
+    async def drop(self) -> None:
+        """Delete the whole collection and its lexical index (collection versions: an old version is removed)."""
+        from chromadb.errors import NotFoundError
+
+        await self.close()
+        client = await self._call(self._make_client)
+        try:
+            await self._call(client.delete_collection, self._name)
+        except UpstreamError as e:
+            if not isinstance(e.__cause__, (NotFoundError, ValueError)):
+                raise
+        self._lex = LexicalIndex(self._lex.tokenizer_name, self._lex.path)
+        if self._lex.path is not None:
+            self._lex.path.unlink(missing_ok=True)
+
     async def close(self) -> None:
         """Save the lexical index and drop the client (Chroma persists its own writes)."""
         if self._col is not None:
