@@ -488,6 +488,35 @@ class MilvusStore:
             vectors = np.asarray([stored[c.id] for c in chunks], dtype=np.float32)
             await self.upsert([dataclasses.replace(c, groups=tuple(groups)) for c in chunks], vectors)
 
+    async def drop(self) -> None:
+        """Delete the whole collection (collection versions: an old version is removed)."""
+        await self.close()
+        self._client = await self._call(self._connect)
+        try:
+            if await self._call(self._client.has_collection, self._name):
+                await self._call(self._client.drop_collection, self._name)
+        finally:
+            await self.close()
+
+    async def set_alias(self, alias: str, target: str) -> None:
+        """Point the native alias ``alias`` at collection ``target`` (created, or moved atomically)."""
+        await self.close()
+        self._client = await self._call(self._connect)
+        try:
+            try:
+                current = (await self._call(self._client.describe_alias, alias)).get("collection_name")
+            except UpstreamError:
+                current = None
+            if current is None:
+                if await self._call(self._client.has_collection, alias):
+                    log.warning("Milvus collection %s exists, so it cannot also be an alias; not aliased", alias)
+                    return
+                await self._call(self._client.create_alias, target, alias)
+            elif current != target:
+                await self._call(self._client.alter_alias, target, alias)
+        finally:
+            await self.close()
+
     async def close(self) -> None:
         """Close the connection; for Milvus Lite, stop its file server once no store uses it."""
         client, self._client = self._client, None
