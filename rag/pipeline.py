@@ -14,7 +14,7 @@ from rag.context import fit_budget, is_followup, rewrite_messages, select, stand
 from rag.errors import CollectionNotFound, InvalidRequest, RagError
 from rag.lang import detect_lang
 from rag.prompt import build_messages
-from rag.registry import is_auto, make_chat, make_embedder, make_store
+from rag.registry import is_auto, make_chat
 from rag.rerank import Reranker, make_reranker
 from rag.retrieval import Retriever
 from rag.seams import ChatBackend, Embedder, VectorStore
@@ -97,8 +97,10 @@ class Pipeline:
     @classmethod
     async def build(cls, settings: Settings) -> Pipeline:
         """Create every backend from settings; ``chat.url = auto`` is resolved here and logged."""
-        embedder = make_embedder(settings)
-        store = make_store(settings)
+        from rag.versions import open_backends
+
+        # Plain store and embedder; once the collection has versions, ones that follow its live version.
+        store, embedder = open_backends(settings)
         if is_auto(settings.chat.url):
             from rag.chat.auto import resolve_auto
 

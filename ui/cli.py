@@ -103,6 +103,13 @@ def _settings() -> Settings:
         raise typer.Exit(EXIT_CONFIG) from None
 
 
+def _live(settings: Settings) -> Settings:
+    """Ingestion writes into the live version of a versioned collection."""
+    from rag.versions import live_settings
+
+    return live_settings(settings)
+
+
 @app.command()
 def ingest(
     source: Annotated[str, typer.Argument(help="Folder, file, file:// or s3:// URI to ingest.")],
@@ -117,7 +124,7 @@ def ingest(
 
     Example, 4 pods in parallel: rag ingest s3://docs/handbook --shard 2/4
     """
-    settings = _settings()
+    settings = _live(_settings())
 
     async def go() -> Any:
         from ingest.progress import RichProgress
@@ -158,7 +165,7 @@ def worker(
 
     Example: rag worker /data/docs --interval 300 --watch --host 0.0.0.0 --port 9108
     """
-    settings = _settings()
+    settings = _live(_settings())
 
     async def go() -> Any:
         from ingest.service import run_worker
@@ -312,6 +319,112 @@ def backends() -> None:
         out.print(table)
 
 
+collection_app = typer.Typer(
+    help="Collection versions: build a new version beside the live one, switch atomically, drop old ones.",
+    no_args_is_help=True,
+)
+
+
+@collection_app.command("build")
+def collection_build(
+    source: Annotated[str, typer.Argument(help="Folder, file, file:// or s3:// URI to ingest.")],
+    version: Annotated[str, typer.Option("--version", help="Version name, e.g. v2 (collection <name>__v2).")],
+    embed_url: Annotated[
+        str | None, typer.Option("--embed", help="Embedder URL of this version (default: the configured one).")
+    ] = None,
+) -> None:
+    """Ingest SOURCE into a new version of the collection; readers keep using the live one until a switch.
+
+    Example: rag collection build /data/docs --version v2 --embed 'st:///models/e5-small'
+    """
+    settings = _settings()
+
+    async def go() -> Any:
+        from ingest.progress import RichProgress
+        from ingest.worker import ingest_source
+        from rag.registry import make_embedder, make_store
+        from rag.versions import begin_build, finish_build, version_settings
+
+        v = begin_build(settings, version, embed_url)
+        vs = version_settings(settings, v)
+        ok = False
+        embedder = make_embedder(vs)
+        store = make_store(vs)
+        try:
+            await store.open(embedder.info, create=True)
+            with RichProgress(err) as progress:
+                result = await ingest_source(vs, store, embedder, source, progress=progress, total=progress.set_total)
+            ok = not result.interrupted
+            return result
+        finally:
+            await store.close()
+            await embedder.close()
+            finish_build(settings, version, ok=ok)
+
+    result = run(go)
+    summary = result.to_dict()
+    _print_ingest_summary(summary)
+    err.print(f"version {version} is ready; evaluate it with --collection, then: rag collection switch {version}")
+    if summary.get("failed"):
+        raise typer.Exit(EXIT_PARTIAL)
+
+
+@collection_app.command("list")
+def collection_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """List the versions of the collection and which one is live."""
+    from rag.versions import Pointer, pointer_path
+
+    settings = _settings()
+    pointer = Pointer(pointer_path(settings))
+    live = pointer.read().get("live")
+    rows = [v.to_dict() | {"live": v.name == live} for v in pointer.versions()]
+    if as_json:
+        out.print_json(data={"collection": settings.store.collection, "live": live, "versions": rows})
+        return
+    table = Table(title=f"Versions of {settings.store.collection}")
+    for col in ("", "version", "collection", "embedder", "chunking", "state"):
+        table.add_column(col)
+    if live is None:
+        table.add_row("*", "(none)", settings.store.collection, settings.embed.url, "", "live (unversioned)")
+    for r in rows:
+        table.add_row(
+            "*" if r["live"] else "", r["name"], r["collection"], r["embed_url"],
+            f"{r['chunk_size']}/{r['chunk_overlap']}", r["state"],
+        )  # fmt: skip
+    out.print(table)
+
+
+@collection_app.command("switch")
+def collection_switch(version: Annotated[str, typer.Argument(help="A ready version to make live.")]) -> None:
+    """Make a version live under the stable name, atomically; readers follow on their next request."""
+    settings = _settings()
+
+    async def go() -> Any:
+        from rag.versions import switch
+
+        return await switch(settings, version)
+
+    v = run(go)
+    out.print(f"{settings.store.collection} -> {v.collection} ({v.embed_url})")
+
+
+@collection_app.command("drop")
+def collection_drop(version: Annotated[str, typer.Argument(help="A version that is not live.")]) -> None:
+    """Delete a version that is not live (its collection and sync state)."""
+    settings = _settings()
+
+    async def go() -> Any:
+        from rag.versions import drop
+
+        return await drop(settings, version)
+
+    v = run(go)
+    out.print(f"dropped {v.collection}")
+
+
+app.add_typer(collection_app, name="collection")
 app.add_typer(eval_app, name="eval", help="Evaluate retrieval and answers: run, report, compare, synth.")
 
 
