@@ -1,0 +1,266 @@
+"""Retrieval benchmark: dense, BM25 (each tokeniser), plain RRF and the default hybrid, side by side.
+
+Reads the BEIR copies of the shared data sets (nothing is downloaded), indexes title + text, and writes
+``retrieval.json`` and ``retrieval.md`` into ``--out``. Document embeddings are cached per set as
+``.npy`` in ``--cache`` so a rerun only embeds the queries.
+
+    .venv/bin/python benchmarks/retrieval.py --data /work/shared/data --out benchmarks/results
+    .venv/bin/python benchmarks/retrieval.py --data /work/shared/data --stores memory,chroma,milvus+lite \
+        --sets xquad_en
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from eval.dataset import Case, CorpusDoc, from_beir
+from eval.metrics import hit_at_k, mrr_at_k, ndcg_at_k, recall_at_k
+from rag.config import RetrievalSettings, Settings, StoreSettings
+from rag.lexical import TOKENIZERS, LexicalIndex
+from rag.registry import make_embedder, make_store
+from rag.retrieval import Retriever, fuse_rrf
+from rag.seams import VectorStore
+from rag.types import Chunk, EmbedderInfo, ScoredChunk
+
+log = logging.getLogger("benchmarks.retrieval")
+
+SETS = {
+    "xquad_en": "xquad_en/beir",
+    "musique": "multihop_en/musique/beir",
+    "hotpotqa": "multihop_en/hotpotqa/beir",
+    "allganize_ko_rag": "allganize_ko_rag/beir",
+}
+DEPTH = 100  # candidates per ranker before fusion and for the metrics
+
+
+@dataclass
+class LoadedSet:
+    """One data set: its cases, corpus and cached document embeddings."""
+
+    name: str
+    cases: tuple[Case, ...]
+    docs: list[CorpusDoc]
+    vectors: np.ndarray
+    queries: np.ndarray
+
+
+def doc_text(doc: CorpusDoc) -> str:
+    """What gets embedded: title and text, as for the lexical index."""
+    return f"{doc.title}\n{doc.text}" if doc.title else doc.text
+
+
+async def embed_cached(texts: Sequence[str], path: Path, embedder: object) -> np.ndarray:
+    """Embeddings of ``texts``, read from ``path`` when it holds them for exactly these texts."""
+    digest = hashlib.sha256("\x00".join(texts).encode()).hexdigest()[:16]
+    file = path.with_name(f"{path.stem}-{digest}.npy")
+    if file.exists():
+        return np.load(file)
+    start = time.perf_counter()
+    vectors = await embedder.embed_documents(texts)  # type: ignore[attr-defined]
+    file.parent.mkdir(parents=True, exist_ok=True)
+    np.save(file, vectors)
+    log.info("embedded %d texts into %s in %.0f s", len(texts), file, time.perf_counter() - start)
+    return vectors
+
+
+async def load_set(name: str, data: Path, cache: Path, embedder: object, model: str) -> LoadedSet:
+    """Cases, corpus and embeddings (queries embedded as queries, without a document prefix)."""
+    imported = from_beir(data / SETS[name])
+    docs = list(imported.corpus)
+    vectors = await embed_cached([doc_text(d) for d in docs], cache / name / f"{model}-docs", embedder)
+    qtexts = [c.question for c in imported.cases]
+    queries = await embed_cached(qtexts, cache / name / f"{model}-queries", embedder)
+    return LoadedSet(name, imported.cases, docs, vectors, queries)
+
+
+METRICS = ("hit@1", "hit@5", "recall@10", "mrr@10", "ndcg@10")
+MINILM_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def score(ranked: Sequence[Sequence[str]], cases: Sequence[Case]) -> dict[str, float]:
+    """Mean of each metric over the cases (eval.metrics does the arithmetic)."""
+    fns: dict[str, Callable[[Sequence[str], Sequence[str]], float]] = {
+        "hit@1": lambda r, g: hit_at_k(r, g, 1),
+        "hit@5": lambda r, g: hit_at_k(r, g, 5),
+        "recall@10": lambda r, g: recall_at_k(r, g, 10),
+        "mrr@10": lambda r, g: mrr_at_k(r, g, 10),
+        "ndcg@10": lambda r, g: ndcg_at_k(r, g, 10),
+    }
+    return {
+        m: round(float(np.mean([f(r, c.sources) for r, c in zip(ranked, cases, strict=True)])), 4)
+        for m, f in fns.items()
+    }
+
+
+def chunks_of(docs: Sequence[CorpusDoc]) -> list[Chunk]:
+    """One chunk per corpus document; ``source`` is the document id the qrels name."""
+    return [
+        Chunk(id=hashlib.sha256(d.id.encode()).hexdigest()[:32], text=d.text, title=d.title, source=d.id) for d in docs
+    ]
+
+
+class CachedEmbedder:
+    """Serves the cached MiniLM query vectors under the bundled model's id (the benchmark embeds nothing twice)."""
+
+    def __init__(self, queries: dict[str, np.ndarray]) -> None:
+        self.queries = queries
+
+    @property
+    def info(self) -> EmbedderInfo:
+        """The bundled model's identity."""
+        return EmbedderInfo(id=MINILM_ID, dim=384)
+
+    async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        """Not used: documents come from the cache."""
+        raise NotImplementedError
+
+    async def embed_query(self, text: str) -> np.ndarray:
+        """The cached vector of a benchmark question."""
+        return self.queries[text]
+
+    async def close(self) -> None:
+        """Nothing to release."""
+
+
+def dense_rankings(ds: LoadedSet, depth: int) -> list[list[ScoredChunk]]:
+    """Exact cosine top-``depth`` per query (brute force)."""
+    chunks = chunks_of(ds.docs)
+    sims = ds.queries @ ds.vectors.T
+    out = []
+    for row in sims:
+        top = np.argsort(-row, kind="stable")[:depth]
+        out.append([ScoredChunk(chunks[i], float(row[i])) for i in top])
+    return out
+
+
+def bm25_rankings(ds: LoadedSet, tokenizer: str, depth: int) -> list[list[ScoredChunk]]:
+    """BM25 top-``depth`` per query with one tokeniser (bm25s, in process)."""
+    index = LexicalIndex(tokenizer)
+    index.upsert(chunks_of(ds.docs))
+    return [index.search(c.question, depth) for c in ds.cases]
+
+
+def sources(hits: Sequence[ScoredChunk]) -> list[str]:
+    """Document ids in rank order."""
+    return [h.chunk.source for h in hits]
+
+
+async def through_store(ds: LoadedSet, url: str, settings: RetrievalSettings, workdir: Path) -> list[list[str]]:
+    """The default hybrid run through a real store backend (memory, chroma, milvus+lite)."""
+    cfg = Settings(
+        store=StoreSettings(url=url, collection=f"bench_{ds.name}"), retrieval=settings, data_dir=workdir / "data"
+    )
+    store: VectorStore = make_store(cfg)
+    embedder = CachedEmbedder({c.question: q for c, q in zip(ds.cases, ds.queries, strict=True)})
+    await store.open(embedder.info, create=True)
+    try:
+        chunks = chunks_of(ds.docs)
+        for start in range(0, len(chunks), 500):
+            await store.upsert(chunks[start : start + 500], ds.vectors[start : start + 500])
+        retriever = Retriever(store, embedder, settings)
+        return [sources((await retriever.rank(c.question, depth=DEPTH)).hits) for c in ds.cases]
+    finally:
+        await store.close()
+
+
+async def run_set(
+    ds: LoadedSet, settings: RetrievalSettings, stores: Sequence[str], workdir: Path
+) -> dict[str, object]:
+    """Every method on one set; store parity runs when ``stores`` names backends."""
+    rows: dict[str, dict[str, float]] = {}
+    dense = dense_rankings(ds, DEPTH)
+    rows["dense (MiniLM)"] = score([sources(r) for r in dense], ds.cases)
+    lexical: dict[str, list[list[ScoredChunk]]] = {}
+    for tok in TOKENIZERS:
+        start = time.perf_counter()
+        lexical[tok] = bm25_rankings(ds, tok, DEPTH)
+        rows[f"BM25 {tok}"] = score([sources(r) for r in lexical[tok]], ds.cases)
+        log.info("%s: BM25 %s in %.1f s", ds.name, tok, time.perf_counter() - start)
+    plain = [fuse_rrf([(1.0, d), (1.0, b)], 60) for d, b in zip(dense, lexical[settings.tokenizer], strict=True)]
+    rows[f"plain RRF (k=60, dense + BM25 {settings.tokenizer})"] = score([sources(r) for r in plain], ds.cases)
+    memory = await through_store(ds, "memory://", settings, workdir)
+    rows["default hybrid"] = score(memory, ds.cases)
+    parity: dict[str, dict[str, float]] = {}
+    for backend in stores:
+        url = {
+            "memory": "memory://",
+            "chroma": f"chroma://{workdir}/chroma",
+            "milvus+lite": f"milvus+lite://{workdir}/milvus/bench.db",
+        }[backend]
+        start = time.perf_counter()
+        parity[backend] = score(await through_store(ds, url, settings, workdir), ds.cases)
+        log.info("%s: default hybrid through %s in %.1f s", ds.name, backend, time.perf_counter() - start)
+    return {"queries": len(ds.cases), "docs": len(ds.docs), "methods": rows, "stores": parity}
+
+
+def markdown(results: dict[str, dict[str, object]], meta: dict[str, object]) -> str:
+    """The results as Markdown tables: one per set, plus store parity when measured."""
+    lines = [
+        f"Machine: {meta['machine']}; embedder {MINILM_ID}; BM25 k1=0.9 b=0.4; title + text indexed; "
+        f"wall time {meta['wall_s']} s.",
+        "",
+    ]
+    for name, res in results.items():
+        lines += [f"**{name}** ({res['queries']} queries, {res['docs']} documents)", ""]
+        lines += ["| method | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+        for method, m in res["methods"].items():  # type: ignore[attr-defined]
+            lines.append(f"| {method} | " + " | ".join(f"{m[k]:.3f}" for k in METRICS) + " |")
+        lines.append("")
+        if res["stores"]:
+            lines += ["| default hybrid through | " + " | ".join(METRICS) + " |", "|---|" + "---|" * len(METRICS)]
+            for backend, m in res["stores"].items():  # type: ignore[attr-defined]
+                lines.append(f"| {backend} | " + " | ".join(f"{m[k]:.3f}" for k in METRICS) + " |")
+            lines.append("")
+    return "\n".join(lines)
+
+
+async def main(argv: Sequence[str] | None = None) -> None:
+    """Parse options, run every set, write JSON and Markdown."""
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--data", type=Path, required=True, help="folder of the shared data sets")
+    ap.add_argument("--out", type=Path, default=Path("bench-results"), help="where retrieval.json/.md go")
+    ap.add_argument("--cache", type=Path, default=Path("benchmarks/.cache"), help="embedding cache folder")
+    ap.add_argument("--sets", default=",".join(SETS), help="comma-separated subset of " + ",".join(SETS))
+    ap.add_argument("--stores", default="", help="also run the default hybrid through: memory,chroma,milvus+lite")
+    args = ap.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    start = time.perf_counter()
+    settings = RetrievalSettings()
+    embedder = None
+    results: dict[str, dict[str, object]] = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in [s for s in args.sets.split(",") if s]:
+            if embedder is None:
+                embedder = make_embedder(Settings())
+            ds = await load_set(name, args.data, args.cache, embedder, "minilm")
+            stores = [s for s in args.stores.split(",") if s]
+            results[name] = await run_set(ds, settings, stores, Path(tmp) / name)
+    meta = {
+        "machine": f"{os.cpu_count()} CPU cores, no GPU, {platform.machine()}, Python {platform.python_version()}",
+        "wall_s": round(time.perf_counter() - start, 1),
+        "settings": settings.model_dump(),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "retrieval.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
+    (args.out / "retrieval.md").write_text(markdown(results, meta) + "\n")
+    print(markdown(results, meta))
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
