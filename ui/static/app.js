@@ -32,15 +32,31 @@ function escapeHtml(text) {
   return text.replace(/[&<>"']/g, (c) => ({ "&": "&amp;", "<": "&lt;", ">": "&gt;", '"': "&quot;", "'": "&#39;" })[c]);
 }
 
+// Inline `code` spans (answers quote paths and commands from the documents); text is already escaped.
+function inlineCode(html) {
+  return html.replace(/`([^`\n]+)`/g, "<code>$1</code>");
+}
+
 // Escape the answer, then turn each [n] (or [1, 2]) into superscript links to its source entry.
+// The space before a marker goes with it: "14 days [1]." reads as "14 days¹." like a footnote.
 function renderAnswer(text, anchor) {
-  return escapeHtml(text).replace(/\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]/g, (_, list) =>
+  return inlineCode(escapeHtml(text)).replace(/[ \t]*\[(\d{1,3}(?:\s*,\s*\d{1,3})*)\]/g, (_, list) =>
     list
       .split(",")
       .map((n) => n.trim())
       .map((n) => `<sup><a href="#${anchor}-${n}" title="Source ${n}">[${n}]</a></sup>`)
       .join(""),
   );
+}
+
+// A passage as one plain line: Markdown heading marks dropped, whitespace collapsed, cut to length.
+function snippetText(text) {
+  let snippet = (text || "")
+    .replace(/(^|\n)\s*#{1,6}\s+/g, "$1")
+    .replace(/\s+/g, " ")
+    .trim();
+  if (snippet.length > SNIPPET_CHARS) snippet = snippet.slice(0, SNIPPET_CHARS - 1).trimEnd() + "…";
+  return snippet;
 }
 
 // Open WebUI's source event: one document with parallel lists of passages and their metadata.
@@ -67,13 +83,12 @@ function renderSources(sources, anchor) {
     .sort((a, b) => a.n - b.n)
     .map((s) => {
       const where = [s.section, s.page != null ? `p. ${s.page}` : ""].filter(Boolean).join(", ");
-      let snippet = (s.snippet || "").replace(/\s+/g, " ").trim();
-      if (snippet.length > SNIPPET_CHARS) snippet = snippet.slice(0, SNIPPET_CHARS - 1) + "…";
+      const snippet = snippetText(s.snippet);
       return (
         `<li id="${anchor}-${s.n}"><span class="n">[${s.n}]</span>` +
         `<strong>${escapeHtml(s.title || s.source)}</strong>` +
         (where ? `<span class="where">${escapeHtml(where)}</span>` : "") +
-        `<span class="snippet">${escapeHtml(snippet)}</span>` +
+        `<span class="snippet">${inlineCode(escapeHtml(snippet))}</span>` +
         `<span class="uri">${escapeHtml(s.source)}</span></li>`
       );
     });
