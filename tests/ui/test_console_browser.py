@@ -76,7 +76,8 @@ def test_the_console_streams_an_answer_with_superscript_citations_and_its_source
     assert target.startswith("#src-")
     entry = answer.locator(f"li{target}")
     expect(entry).to_contain_text("data-retention-policy.pdf")
-    expect(entry.locator(".where")).to_contain_text("p. ")  # a PDF source names its page
+    # A PDF source names its page, 1-based: the sentence is on page 3 of the PDF.
+    expect(entry.locator(".where")).to_have_text("p. 3")
     assert not answer.locator(".error").count()
     # The question is shown as the user's bubble, and the input is free again.
     expect(page.locator(".msg.user").last).to_have_text(QUESTION)

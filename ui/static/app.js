@@ -64,9 +64,10 @@ function sourcesFromEvent(data) {
   const out = [];
   const docs = data.document || [];
   (data.metadata || []).forEach((meta, i) => {
+    // The number comes from meta.n when the service sends it, else from the "[n] title" name.
     const match = /^\[(\d+)\]\s*(.*)$/.exec(meta.name || "");
     out.push({
-      n: match ? Number(match[1]) : out.length + 1,
+      n: Number.isInteger(meta.n) ? meta.n : match ? Number(match[1]) : out.length + 1,
       title: match ? match[2] : meta.name || data.source?.name || "",
       source: meta.source || data.source?.id || "",
       section: meta.section || "",
