@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from rag.config import RetrievalSettings
 from rag.lang import detect_lang
@@ -56,6 +57,11 @@ def embedder_languages(embedder_id: str, configured: Sequence[str] = ()) -> froz
             return langs
     log.info("embedder %s: languages unknown, assuming all (set RAG_RETRIEVAL__DENSE_LANGUAGES)", embedder_id)
     return frozenset({ALL_LANGUAGES})
+
+
+@lru_cache(maxsize=64)
+def _languages(embedder_id: str, configured: tuple[str, ...]) -> frozenset[str]:
+    return embedder_languages(embedder_id, configured)
 
 
 @dataclass(frozen=True)
@@ -120,8 +126,12 @@ class Retriever:
         self.embedder = embedder
         self.settings = settings
         self.reranker = reranker
-        self.dense_langs = embedder_languages(embedder.info.id, settings.dense_languages)
         self.tokenize = make_tokenizer(settings.tokenizer)
+
+    @property
+    def dense_langs(self) -> frozenset[str]:
+        """Languages of the embedder in use (read per query: a collection's live version may switch embedders)."""
+        return _languages(self.embedder.info.id, tuple(self.settings.dense_languages))
 
     async def rank(self, query: str, flt: Filter | None = None, depth: int | None = None) -> Ranked:
         """Fused candidates, best first, before the relevance gate (what benchmarks measure)."""

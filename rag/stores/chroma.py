@@ -47,6 +47,8 @@ _HNSW = {"space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neigh
 _PAGE = 1000
 # How often a lexical search checks that another process has not changed the collection, seconds.
 _STALE_CHECK_S = 30.0
+# Extra lexical candidates read so that hits dropped by the freshness check rarely shorten the top-k.
+_VERIFY_MARGIN = 10
 
 
 def _similarity(distance: float) -> float:
@@ -244,7 +246,19 @@ class ChromaStore:
             if int(await self._call(col.count)) != len(self._lex):
                 await self._sync_lexical()
             self._lex_checked = time.monotonic()
-        return await asyncio.to_thread(self._lex.search, text, k, flt)
+        ranked = await asyncio.to_thread(self._lex.search, text, k + _VERIFY_MARGIN, flt)
+        if not ranked:
+            return []
+        # Another process may have changed a chunk's groups (same id, so reconciliation cannot see it):
+        # the hits are re-read from Chroma under the same filter, so a stale local copy never widens the ACL.
+        res = await self._call(
+            col.get, ids=[h.chunk.id for h in ranked], where=_where(flt), include=["documents", "metadatas"]
+        )
+        fresh = {
+            i: from_metadata(i, doc, meta)
+            for i, doc, meta in zip(res["ids"], res["documents"], res["metadatas"], strict=True)
+        }
+        return [ScoredChunk(fresh[h.chunk.id], h.score) for h in ranked if h.chunk.id in fresh][:k]
 
     async def get(self, ids: Sequence[str]) -> list[Chunk]:
         """Fetch chunks by id, in the order asked; missing ids are skipped."""

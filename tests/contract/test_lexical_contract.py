@@ -137,3 +137,15 @@ async def test_chroma_rebuilds_a_missing_lexical_index_and_picks_up_writes_of_an
     assert (await reader.search_text("사원증", 1))[0].chunk == chunks[4]
     await reader.close()
     await other.close()
+
+
+@pytest.mark.parametrize("backend", ["chroma", "chroma+http"], indirect=True)
+async def test_acl_change_by_another_client_is_honoured_by_lexical_search_at_once(new_store):
+    reader, chunks = await filled(new_store)
+    writer = new_store()
+    await writer.open(INFO, create=False)
+    # Same id, new groups: reconciliation by id cannot notice, the freshness check must.
+    await writer.upsert([replace(chunks[0], groups=("hr",))], unit_vectors(1, DIM, seed=5))
+    assert await reader.search_text("GPU cluster", 3, Filter(groups=("public",))) == []
+    hits = await reader.search_text("GPU cluster", 3, Filter(groups=("hr",)))
+    assert hits == [] or hits[0].chunk.groups == ("hr",)
