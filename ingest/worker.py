@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import logging
 import re
@@ -10,6 +11,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any, Protocol, runtime_checkable
+
+import numpy as np
 
 from ingest.chunking import Chunker
 from ingest.formats import ParseError
@@ -110,7 +113,13 @@ class _Job:
 
 
 class _Writer:
-    """Embeds chunks in batches that span documents and finishes each document once all its chunks are in."""
+    """Embeds chunks in batches that span documents and finishes each document once all its chunks are in.
+
+    Overlapped: ``add`` hands full batches to a consumer task through a bounded queue, so parsing and
+    chunking of the next documents run while a batch is embedded, and a batch's store write runs while
+    the next one is embedded (one embed and one write in flight; order of writes kept). Pending ids are
+    recorded by ``add`` before a batch is queued, so the crash-safety protocol is unchanged.
+    """
 
     def __init__(
         self, store: VectorStore, embedder: Embedder, state: SyncState, batch_size: int, tally: _Tally, note: Progress
@@ -119,28 +128,61 @@ class _Writer:
         self._batch_size = batch_size
         self._tally, self._note = tally, note
         self._buffer: list[tuple[Chunk, _Job]] = []
+        self._queue: asyncio.Queue[list[tuple[Chunk, _Job]] | None] = asyncio.Queue(maxsize=2)
+        self._consumer: asyncio.Task[None] | None = None
 
     async def add(self, job: _Job, chunks: list[Chunk]) -> None:
-        """Queue a document's chunks (its pending ids are recorded first); write full batches."""
+        """Queue a document's chunks (its pending ids are recorded first); hand full batches on."""
         self._state.begin(job.source, job.new_ids)
         if not chunks:
             await self._finish(job)
             return
         self._buffer.extend((c, job) for c in chunks)
         while len(self._buffer) >= self._batch_size:
-            await self._write(self._buffer[: self._batch_size])
+            await self._put(self._buffer[: self._batch_size])
             del self._buffer[: self._batch_size]
 
-    async def flush(self) -> None:
-        """Write whatever is left."""
-        if self._buffer:
-            await self._write(self._buffer)
-            self._buffer = []
+    async def _put(self, batch: list[tuple[Chunk, _Job]] | None) -> None:
+        if self._consumer is None:
+            self._consumer = asyncio.create_task(self._consume())
+        put = asyncio.ensure_future(self._queue.put(batch))
+        await asyncio.wait({put, self._consumer}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():  # the consumer failed: its error is the run's error
+            put.cancel()
+            await self._consumer
 
-    async def _write(self, batch: list[tuple[Chunk, _Job]]) -> None:
+    async def _consume(self) -> None:
+        writing: asyncio.Task[None] | None = None
+        try:
+            while (batch := await self._queue.get()) is not None:
+                vectors = await self._embedder.embed_documents([c.text for c, _ in batch])
+                self._tally.chunks_embedded += len(batch)
+                if writing is not None:
+                    await writing
+                writing = asyncio.create_task(self._write(batch, vectors))
+        finally:
+            if writing is not None:
+                await writing
+
+    async def flush(self) -> None:
+        """Write whatever is left and wait for the writes in flight."""
+        if self._buffer:
+            await self._put(self._buffer)
+            self._buffer = []
+        if self._consumer is not None:
+            await self._put(None)
+            consumer, self._consumer = self._consumer, None
+            await consumer
+
+    async def close(self) -> None:
+        """Stop the consumer after an error in the producer (nothing more is written)."""
+        if self._consumer is not None and not self._consumer.done():
+            self._consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._consumer
+
+    async def _write(self, batch: list[tuple[Chunk, _Job]], vectors: np.ndarray) -> None:
         chunks = [c for c, _ in batch]
-        vectors = await self._embedder.embed_documents([c.text for c in chunks])
-        self._tally.chunks_embedded += len(chunks)
         await self._store.upsert(chunks, vectors)
         self._tally.chunks_added += len(chunks)
         done: list[_Job] = []
@@ -197,6 +239,7 @@ async def ingest_source(
     state = SyncState(state_path(settings.data_dir, settings.store.url, store.name, suffix))
     tally = _Tally()
     interrupted = False
+    writer: _Writer | None = None
 
     def note(status: str, src: str) -> None:
         if progress is not None:
@@ -234,6 +277,8 @@ async def ingest_source(
                 tally.chunks_deleted += max(removed, len(doc.ids))
                 note("deleted", doc.source)
     finally:
+        if writer is not None:
+            await writer.close()
         state.close()
     report = IngestReport(
         source=loader.root,
