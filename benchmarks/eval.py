@@ -303,7 +303,7 @@ def comparisons(results: list[RunResult]) -> str:
 
 
 def overhead(results: list[RunResult]) -> str:
-    lines = ["| set | run | items run | wall s | harness overhead per question ms | of which scoring ms |",
+    lines = ["| set | run | items run | wall s | harness overhead per item, ms | of which scoring, ms |",
              "|---|---|---|---|---|---|"]  # fmt: skip
     for r in results:
         if r.ran:

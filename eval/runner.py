@@ -325,7 +325,11 @@ class Runner:
             # A service retrieves by itself: the local store is opened only for local targets.
             if todo and (self.options.mode == "retrieval" or self._backends):
                 await self.pipeline.ensure_open()
-            records = await asyncio.gather(*(self._item(case, target) for case, target in todo))
+            if self.options.concurrency == 1:
+                # One item after another: nothing overlaps, so the measured times add up to the wall time.
+                records = [await self._item(case, target) for case, target in todo]
+            else:
+                records = await asyncio.gather(*(self._item(case, target) for case, target in todo))
             failed = sum(1 for r in records if r.error)
         finally:
             for backend in self._backends.values():
