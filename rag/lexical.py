@@ -45,6 +45,8 @@ TOKENIZERS = ("word", "bigram", "kiwi")
 BM25_K1 = 0.9
 BM25_B = 0.4
 _FORMAT = 1
+# Filter masks kept per index (one per distinct caller ACL / filter, oldest dropped first).
+_MASK_CACHE = 64
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _CJK = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f\u3040-\u30ff\u4e00-\u9fff]+")
@@ -161,6 +163,7 @@ class LexicalIndex:
         self._model: Any = None
         self._order: list[str] = []
         self._dirty = False
+        self._masks: dict[tuple[Any, ...], np.ndarray] = {}
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -192,7 +195,20 @@ class LexicalIndex:
 
     def _changed(self) -> None:
         self._model = None
+        self._masks.clear()
         self._dirty = True
+
+    def _mask(self, flt: Filter, order: list[str]) -> np.ndarray:
+        """Which indexed chunks the filter admits; cached per filter until the next change (callers' ACLs repeat)."""
+        key = (flt.groups, flt.sources, tuple(sorted(flt.where.items())))
+        mask = self._masks.get(key)
+        if mask is None:
+            docs = self._docs
+            mask = np.fromiter((matches(docs[i][0], flt) for i in order), dtype=bool, count=len(order))
+            if len(self._masks) >= _MASK_CACHE:
+                self._masks.pop(next(iter(self._masks)))
+            self._masks[key] = mask
+        return mask
 
     def _built(self) -> tuple[Any, list[str]]:
         if self._model is None:
@@ -221,8 +237,7 @@ class LexicalIndex:
             scores = np.asarray(model.get_scores_from_ids(ids), dtype=np.float64)
             docs = self._docs
             if flt is not None:
-                keep = np.fromiter((matches(docs[i][0], flt) for i in order), dtype=bool, count=len(order))
-                scores = np.where(keep, scores, 0.0)
+                scores = np.where(self._mask(flt, order), scores, 0.0)
             n = int((scores > 0).sum())
             if n == 0:
                 return []
@@ -269,6 +284,7 @@ class LexicalIndex:
         with self._lock:
             self._docs = docs
             self._model = None
+            self._masks.clear()
             self._dirty = False
         return True
 

@@ -149,3 +149,61 @@ async def test_acl_change_by_another_client_is_honoured_by_lexical_search_at_onc
     assert await reader.search_text("GPU cluster", 3, Filter(groups=("public",))) == []
     hits = await reader.search_text("GPU cluster", 3, Filter(groups=("hr",)))
     assert hits == [] or hits[0].chunk.groups == ("hr",)
+
+
+def _legacy_milvus_collection(uri: str, name: str) -> None:
+    """A collection as the first schema made it: BM25 fed from ``text`` by Milvus's analyzer, no ``lex`` field."""
+    from pymilvus import DataType, Function, FunctionType, MilvusClient
+
+    client = MilvusClient(uri)
+    schema = MilvusClient.create_schema(auto_id=False, enable_dynamic_field=False)
+    schema.add_field("id", DataType.VARCHAR, max_length=64, is_primary=True)
+    schema.add_field("vector", DataType.FLOAT_VECTOR, dim=DIM)
+    schema.add_field("text", DataType.VARCHAR, max_length=65535, enable_analyzer=True)
+    schema.add_field("text_sparse", DataType.SPARSE_FLOAT_VECTOR)
+    for field in ("source", "title", "section", "lang", "doc_hash", "content_hash"):
+        schema.add_field(field, DataType.VARCHAR, max_length=2048)
+    for field in ("page", "chunk_index"):
+        schema.add_field(field, DataType.INT64)
+    for field in ("mtime", "ingested_at"):
+        schema.add_field(field, DataType.DOUBLE)
+    schema.add_field("groups", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=256, max_length=256)
+    schema.add_function(
+        Function(
+            name="text_bm25",
+            function_type=FunctionType.BM25,
+            input_field_names=["text"],
+            output_field_names=["text_sparse"],
+        )
+    )
+    index = MilvusClient.prepare_index_params()
+    index.add_index("vector", index_type="HNSW", metric_type="COSINE", params={"M": 16, "efConstruction": 200})
+    index.add_index("text_sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
+    client.create_collection(
+        name,
+        schema=schema,
+        index_params=index,
+        consistency_level="Strong",
+        properties={"rag.embedder_id": INFO.id, "rag.embedder_dim": str(DIM)},
+    )
+    client.close()
+
+
+async def test_milvus_collection_made_before_the_lex_field_still_searches_lexically(tmp_path: Path, caplog):
+    from rag.stores.milvus import _lite_acquire, _lite_release
+
+    db = str((tmp_path / "legacy.db").resolve())
+    _lite_acquire(db)
+    try:
+        _legacy_milvus_collection(db, "old")
+    finally:
+        _lite_release(db)
+    store = make_store(settings_for(f"milvus+lite://{db}", "old"))
+    await store.open(INFO, create=False)
+    try:
+        assert "predates" in caplog.text
+        chunks = [make_chunk(t, index=i) for i, t in enumerate(TEXTS)]
+        await store.upsert(chunks, unit_vectors(len(chunks), DIM, seed=1))
+        assert (await store.search_text("cafeteria morning", 1))[0].chunk == chunks[1]
+    finally:
+        await store.close()
