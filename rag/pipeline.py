@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 
+from rag.chat.extractive import NOT_FOUND
 from rag.citations import MarkerFilter
 from rag.config import Settings
 from rag.context import fit_budget, is_followup, rewrite_messages, select, standalone_heuristic, with_neighbors
@@ -163,7 +164,8 @@ class Pipeline:
             log.warning("follow-up rewrite failed (%s); using the heuristic", e)
             return standalone_heuristic(question, history)
         rewritten = " ".join("".join(parts).strip().splitlines()[:1]).strip().strip('"')
-        if not rewritten or len(rewritten) > 4 * len(question) + 400:
+        # An extractive fallback inside a chain answers the rewrite prompt with its "not found" line.
+        if not rewritten or len(rewritten) > 4 * len(question) + 400 or rewritten in NOT_FOUND.values():
             return standalone_heuristic(question, history)
         return rewritten
 
