@@ -140,3 +140,18 @@ async def test_sources_are_deduplicated_and_fit_the_token_budget(pipeline: Pipel
     sources = await pipeline.sources_for("How long may a GPU job run?")
     texts = [s.chunk.text for s in sources]
     assert texts.count(DOCS[0][2]) == 1
+
+
+class NotFoundChat(RewritingChat):
+    """Answers every request like the extractive backend does without sources."""
+
+    async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
+        self.requests.append(request)
+        yield Delta(text="I could not find this in the available documents.")
+        yield Delta(finish_reason="stop")
+
+
+async def test_a_not_found_reply_to_the_rewrite_prompt_falls_back_to_the_heuristic(pipeline: Pipeline):
+    pipe = Pipeline(pipeline.settings, pipeline.store, pipeline.embedder, NotFoundChat())
+    history = [Message("user", "How long may a GPU job run?"), Message("assistant", "72 hours [1].")]
+    assert await pipe.standalone("And CPU ones?", history) == "How long may a GPU job run? And CPU ones?"
