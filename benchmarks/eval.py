@@ -110,10 +110,18 @@ def _sample(cases: tuple[Case, ...], limit: int, seed: int, set_name: str) -> li
     return tagged  # seeded order; the LLM answers the first --llm-limit of it
 
 
+LLM_PORT = 38517  # fixed when free: the port is part of the target URL, and so of a resumable run's identity
+
+
 def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    for port in (LLM_PORT, 0):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError("no free port")
 
 
 class LlamaServer:
