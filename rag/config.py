@@ -35,6 +35,11 @@ class EmbedSettings(BaseModel):
 
     url: str = Field("st://all-MiniLM-L6-v2", description="Embedder URL; the scheme picks the backend.")
     batch_size: int = Field(64, ge=1, le=4096, description="Texts per embedding call.")
+    backend: Literal["torch", "torch-bf16", "onnx", "onnx-int8"] = Field(
+        "torch",
+        description="Inference backend of st:// embedders: torch fp32, bf16 autocast, ONNX Runtime, or ONNX "
+        "with int8 weights (exported once, cached in data_dir/models).",
+    )
     query_prefix: str = Field("", description="Prepended to queries (e.g. 'query: ' for e5 models).")
     document_prefix: str = Field("", description="Prepended to passages (e.g. 'passage: ' for e5).")
     api_key: SecretStr | None = Field(None, description="Key for a remote embedding endpoint.")

@@ -2,11 +2,18 @@
 
 ``st://NAME`` loads a bundled model by alias, ``st:///abs/path`` loads a model directory.
 Models are never fetched from a hub: HF_HUB_OFFLINE is forced on before the library loads.
+
+Inference backends (``embed.backend``): ``torch`` (fp32), ``torch-bf16`` (bf16 autocast on the CPU),
+``onnx`` (the transformer exported once with ``torch.onnx.export`` and run by onnxruntime; pooling and
+normalisation as the model's sentence-transformers config says) and ``onnx-int8`` (that export with
+onnxruntime dynamic int8 quantisation of the weights). Exports are cached under ``data_dir/models``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
 import threading
@@ -23,6 +30,9 @@ if TYPE_CHECKING:
     from rag.config import Settings
     from rag.registry import BackendURL
 
+log = logging.getLogger(__name__)
+
+BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
 BUNDLED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "bundled"}
 
 
@@ -47,7 +57,11 @@ class SentenceTransformerEmbedder:
         query_prefix: str = "",
         document_prefix: str = "",
         device: str | None = None,
+        backend: str = "torch",
+        cache_dir: Path | None = None,
     ) -> None:
+        if backend not in BACKENDS:
+            raise ConfigError(f"unknown embedding backend {backend!r}; choose one of {', '.join(BACKENDS)}")
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
@@ -72,6 +86,10 @@ class SentenceTransformerEmbedder:
         self._document_prefix = document_prefix
         # torch releases the GIL but one model is not safe to run from several threads at once.
         self._lock = threading.Lock()
+        self.backend = backend
+        self._onnx: _OnnxRunner | None = None
+        if backend.startswith("onnx"):
+            self._onnx = _OnnxRunner(self._model, model_path, cache_dir or Path(".rag") / "models", backend)
 
     @property
     def info(self) -> EmbedderInfo:
@@ -91,13 +109,25 @@ class SentenceTransformerEmbedder:
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Blocking encode of already-prefixed texts into unit vectors."""
         with self._lock:
-            vectors = self._model.encode(
-                list(texts),
-                batch_size=self._batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+            if self._onnx is not None:
+                vectors = self._onnx.encode(list(texts), self._batch_size)
+            elif self.backend == "torch-bf16":
+                import torch
+
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    vectors = self._model.encode(
+                        list(texts), batch_size=self._batch_size, normalize_embeddings=True,
+                        convert_to_tensor=True, show_progress_bar=False,
+                    )  # fmt: skip
+                vectors = vectors.float().cpu().numpy()
+            else:
+                vectors = self._model.encode(
+                    list(texts),
+                    batch_size=self._batch_size,
+                    normalize_embeddings=True,
+                    convert_to_numpy=True,
+                    show_progress_bar=False,
+                )
         return np.asarray(vectors, dtype=np.float32).reshape(len(texts), self._info.dim)
 
     async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
@@ -134,4 +164,99 @@ def from_url(url: BackendURL, settings: Settings) -> SentenceTransformerEmbedder
         query_prefix=settings.embed.query_prefix,
         document_prefix=settings.embed.document_prefix,
         device=url.query.get("device"),
+        backend=url.query.get("backend", settings.embed.backend),
+        cache_dir=settings.data_dir / "models",
     )
+
+
+class _OnnxRunner:
+    """The model's transformer as ONNX on onnxruntime, with the model's own pooling and normalisation."""
+
+    def __init__(self, st_model: Any, model_path: Path, cache_dir: Path, backend: str) -> None:
+        import onnxruntime as ort
+
+        modules = list(st_model)
+        pooling = next((m for m in modules if type(m).__name__ == "Pooling"), None)
+        mode = getattr(pooling, "pooling_mode", None)  # sentence-transformers >= 6: "mean", "cls", ...
+        if mode is None and pooling is not None:
+            mode = "mean" if pooling.pooling_mode_mean_tokens else "cls" if pooling.pooling_mode_cls_token else None
+        if mode not in ("mean", "cls") or len(modules) > 3:
+            raise ConfigError(f"the onnx backends support mean or CLS pooling models only ({model_path})")
+        self._mode = mode
+        self._normalize = any(type(m).__name__ == "Normalize" for m in modules)
+        self._tokenizer = st_model.tokenizer
+        self._max_len = int(st_model.max_seq_length)
+        stamp = hashlib.blake2b(
+            json.dumps([str(model_path.resolve()), os.stat(model_path).st_mtime_ns]).encode(), digest_size=6
+        ).hexdigest()
+        folder = cache_dir / f"{model_path.name}-{stamp}"
+        fp32 = folder / "model.onnx"
+        if not fp32.exists():
+            _export(modules[0].auto_model, fp32)
+        path = fp32
+        if backend == "onnx-int8":
+            path = folder / "model-int8.onnx"
+            if not path.exists():
+                from onnxruntime.quantization import QuantType, quantize_dynamic
+
+                tmp = path.with_suffix(f".tmp{os.getpid()}.onnx")
+                quantize_dynamic(
+                    str(fp32), str(tmp), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=["MatMul"]
+                )
+                os.replace(tmp, path)
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        self._inputs = {i.name for i in self._session.get_inputs()}
+        log.info("embedding with onnxruntime (%s) from %s", backend, path)
+
+    def encode(self, texts: list[str], batch_size: int) -> np.ndarray:
+        """Unit vectors (or raw pooled ones if the model does not normalise), in input order."""
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))  # similar lengths share a batch
+        out: list[np.ndarray] = [np.empty(0)] * len(texts)
+        for start in range(0, len(order), batch_size):
+            idx = order[start : start + batch_size]
+            enc = self._tokenizer(
+                [texts[i] for i in idx], padding=True, truncation=True, max_length=self._max_len, return_tensors="np"
+            )
+            feed = {k: v.astype(np.int64) for k, v in enc.items() if k in self._inputs}
+            hidden = self._session.run(None, feed)[0]
+            if self._mode == "mean":
+                mask = enc["attention_mask"][..., None].astype(np.float32)
+                pooled = (hidden * mask).sum(1) / np.clip(mask.sum(1), 1e-9, None)
+            else:
+                pooled = hidden[:, 0]
+            if self._normalize:
+                pooled = pooled / np.clip(np.linalg.norm(pooled, axis=1, keepdims=True), 1e-12, None)
+            for row, i in enumerate(idx):
+                out[i] = pooled[row]
+        return np.stack(out) if out else np.zeros((0, 0), np.float32)
+
+
+def _export(model: Any, dest: Path) -> None:
+    """Export a Hugging Face encoder to ONNX (dynamic batch and sequence axes), atomically."""
+    import torch
+
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    if "token_type_ids" not in model.forward.__code__.co_varnames:
+        names = names[:2]
+    dummy = tuple(torch.ones((2, 16), dtype=torch.long) for _ in names)
+
+    class Wrapped(torch.nn.Module):  # keyword arguments: forward() signatures differ between models
+        def __init__(self) -> None:
+            super().__init__()
+            self.inner = model
+
+        def forward(self, *args: Any) -> Any:
+            return self.inner(**dict(zip(names, args, strict=True)), return_dict=False)[0]
+
+    axes = {n: {0: "batch", 1: "seq"} for n in names} | {"last_hidden_state": {0: "batch", 1: "seq"}}
+    tmp = dest.with_suffix(f".tmp{os.getpid()}.onnx")
+    model.eval()
+    with torch.no_grad():
+        torch.onnx.export(
+            Wrapped(), dummy, str(tmp), input_names=names, output_names=["last_hidden_state"],
+            dynamic_axes=axes, opset_version=17, dynamo=False,
+        )  # fmt: skip
+    os.replace(tmp, dest)
