@@ -171,7 +171,9 @@ class Retriever:
         validate_k(k)
         ranked = await self.rank(query, flt, max(k, self.settings.candidates))
         out: list[ScoredChunk] = []
-        for hit in ranked.hits:
+        # Fused order already puts relevant chunks first; past a few times k the gate (which tokenises
+        # each chunk) would only spend time on chunks that cannot matter.
+        for hit in ranked.hits[: max(4 * k, 20)]:
             if self.relevant(ranked, hit):
                 out.append(hit)
                 if len(out) == k:
