@@ -1,7 +1,10 @@
-"""Citation markers: keep only ``[n]`` that point at a real source, and list the sources cited.
+"""Citation markers: keep only ``[n]`` that point at a real source, renumbered densely, and list them.
 
-Works on a stream: a marker split across deltas is held back until it is complete, so markers
-that point at no source never reach the caller, streaming or not.
+The model cites sources by their position in the prompt ([4], [1], ...). The caller sees them
+renumbered 1, 2, 3 in order of first use, so citation lists have no gaps and clients that map
+the n-th marker to the n-th source (Open WebUI does) show the right one. Works on a stream: a
+marker split across deltas is held back until it is complete, so markers that point at no
+source never reach the caller, streaming or not.
 """
 
 from __future__ import annotations
@@ -14,18 +17,24 @@ _PARTIAL = re.compile(r"\[[\d,\s]{0,16}$")
 
 
 def _rewrite(match: re.Match[str], n_sources: int, cited: list[int]) -> str:
-    kept = []
+    kept: list[int] = []
     for part in match.group(1).split(","):
         n = int(part)
         if 1 <= n <= n_sources:
-            kept.append(n)
             if n not in cited:
                 cited.append(n)
+            number = cited.index(n) + 1
+            if number not in kept:
+                kept.append(number)
     return "".join(f"[{n}]" for n in kept)
 
 
 def clean_markers(text: str, n_sources: int) -> tuple[str, list[int]]:
-    """Drop markers outside 1..n_sources; return the text and cited numbers in order of first use."""
+    """Drop markers outside 1..n_sources and renumber the rest densely.
+
+    Returns the text and the original source numbers in order of first use, so the k-th entry is
+    the source now cited as ``[k]``.
+    """
     cited: list[int] = []
     out = _MARKER.sub(lambda m: _rewrite(m, n_sources, cited), text)
     return out, cited

@@ -241,7 +241,8 @@ class Pipeline:
         if tail:
             parts.append(tail)
             yield Delta(text=tail)
-        citations = tuple(Citation(n, prepared.retrieved[n - 1]) for n in markers.cited)
+        # Markers were renumbered in order of first use: the k-th cited source is now [k].
+        citations = tuple(Citation(k, prepared.retrieved[n - 1]) for k, n in enumerate(markers.cited, 1))
         yield Answer(
             text="".join(parts),
             citations=citations,

@@ -186,23 +186,25 @@ async def complete(events: Events, model: str, messages: Sequence[Message]) -> C
 
 
 def source_events(citations: Sequence[Citation]) -> list[dict[str, Any]]:
-    """Open WebUI's citation form: one ``{"type": "source", ...}`` event per cited document."""
-    by_doc: dict[str, dict[str, Any]] = {}
-    for c in citations:
+    """Open WebUI's citation form: one ``{"type": "source", ...}`` event per citation, in marker order.
+
+    Open WebUI merges passages that share ``metadata.source`` and maps marker ``[n]`` to the n-th
+    distinct one, so each passage gets its own ``source`` (the document URI plus ``#<chunk id>``)
+    and events follow the dense marker numbers. It reads ``metadata.page`` as 0-based (LangChain's
+    convention); our own ``sources`` field keeps pages 1-based.
+    """
+    events = []
+    for c in sorted(citations, key=lambda c: c.n):
         chunk = c.hit.chunk
         title = chunk.title or chunk.source
-        doc = by_doc.setdefault(
-            chunk.source,
-            {"source": {"name": title, "id": chunk.source}, "document": [], "metadata": []},
-        )
-        doc["document"].append(chunk.text)
-        meta: dict[str, Any] = {"source": chunk.source, "name": f"[{c.n}] {title}"}
+        meta: dict[str, Any] = {"source": f"{chunk.source}#{chunk.id}", "name": title, "n": c.n}
         if chunk.page is not None:
-            meta["page"] = chunk.page
+            meta["page"] = chunk.page - 1
         if chunk.section:
             meta["section"] = chunk.section
-        doc["metadata"].append(meta)
-    return [{"type": "source", "data": data} for data in by_doc.values()]
+        data = {"source": {"name": title, "id": chunk.source}, "document": [chunk.text], "metadata": [meta]}
+        events.append({"type": "source", "data": data})
+    return events
 
 
 def sse(payload: dict[str, Any] | str) -> bytes:

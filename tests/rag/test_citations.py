@@ -7,17 +7,18 @@ def test_markers_outside_the_source_range_are_removed():
     assert cited == [1, 2]
 
 
-def test_cited_numbers_keep_order_of_first_use():
-    _, cited = clean_markers("x [2] y [1] z [2]", n_sources=3)
-    assert cited == [2, 1]
+def test_markers_are_renumbered_densely_in_order_of_first_use():
+    text, cited = clean_markers("x [4] y [1] z [4, 2] w [1, 1]", n_sources=4)
+    assert text == "x [1] y [2] z [1][3] w [2]"
+    assert cited == [4, 1, 2]
 
 
 def test_stream_filter_holds_a_marker_split_across_deltas():
     f = MarkerFilter(n_sources=2)
-    pieces = ["Jobs run 72 hours [", "1", "] and quota is 8 [", "5]", " GPUs [2", "]"]
+    pieces = ["Jobs run 72 hours [", "2", "] and quota is 8 [", "5]", " GPUs [1", "]"]
     out = "".join(f.feed(p) for p in pieces) + f.flush()
     assert out == "Jobs run 72 hours [1] and quota is 8  GPUs [2]"
-    assert f.cited == [1, 2]
+    assert f.cited == [2, 1]
 
 
 def test_stream_filter_passes_brackets_that_are_not_markers():

@@ -107,23 +107,24 @@ async def test_stream_sends_role_content_sources_finish_usage_then_done(service:
     assert source["event"]["type"] == "source"
     assert source["event"]["data"]["source"] == {"name": "Cluster guide", "id": "file:///docs/cluster.md"}
     assert source["event"]["data"]["document"] == ["The cluster has 64 GPUs in the north hall."]
-    assert source["event"]["data"]["metadata"][0]["source"] == "file:///docs/cluster.md"
-    assert source["event"]["data"]["metadata"][0]["name"] == "[1] Cluster guide"
+    meta = source["event"]["data"]["metadata"][0]
+    assert meta["source"].startswith("file:///docs/cluster.md#")
+    assert (meta["name"], meta["n"]) == ("Cluster guide", 1)
     finish, usage = chunks[-2], chunks[-1]
     assert finish["choices"] == [{"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}]
     assert usage["choices"] == []
     assert usage["usage"]["total_tokens"] > 0
 
 
-async def test_stream_groups_citations_per_document(service: Service) -> None:
+async def test_stream_sends_one_source_event_per_citation_in_marker_order(service: Service) -> None:
+    # Open WebUI maps the n-th marker to the n-th distinct metadata.source: one passage, one source.
     service.chat.words = ("GPUs [1][2], budget [3].",)
     r = await service.client.post(CHAT, json=ask("GPU cluster jobs budget", stream=True))
     events = [json.loads(d)["event"] for d in sse_data(r.text)[:-1] if "event" in json.loads(d)]
-    by_id = {e["data"]["source"]["id"]: e["data"] for e in events}
-    assert all(len(d["document"]) == len(d["metadata"]) for d in by_id.values())
-    assert sum(len(d["document"]) for d in by_id.values()) == 3
-    names = [m["name"] for d in by_id.values() for m in d["metadata"]]
-    assert sorted(n[:3] for n in names) == ["[1]", "[2]", "[3]"]
+    metas = [m for e in events for m in e["data"]["metadata"]]
+    assert [m["n"] for m in metas] == [1, 2, 3]
+    assert all(len(e["data"]["document"]) == len(e["data"]["metadata"]) == 1 for e in events)
+    assert len({m["source"] for m in metas}) == 3
 
 
 async def test_failure_before_first_byte_is_a_proper_status(service: Service) -> None:

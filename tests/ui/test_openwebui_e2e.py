@@ -160,11 +160,6 @@ def test_open_webui_streams_our_answer_and_shows_the_cited_document_as_a_source(
     page.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="serving sends our 1-based PDF page in the source event's metadata; Open WebUI reads it as "
-    "0-based (LangChain's convention) and shows page + 1",
-)
 def test_open_webui_shows_the_pdf_page_the_passage_is_on(browser: BrowserContext, webui: str):
     page = browser.new_page()
     messages = ask(page, webui, QUESTION)
@@ -177,11 +172,6 @@ def test_open_webui_shows_the_pdf_page_the_passage_is_on(browser: BrowserContext
     assert "(page 3)" in shown, shown
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Open WebUI numbers sources by distinct metadata.source; serving gives every passage of one "
-    "document the same one and our markers are not dense ([1] [4] [2]), so [2] and [4] lose their chips",
-)
 def test_open_webui_shows_a_chip_for_every_cited_passage(browser: BrowserContext, webui: str, tmp_path: Path):
     page = browser.new_page()
     # The extractive answer cites three passages of nas-storage-guide.md.

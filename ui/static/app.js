@@ -69,9 +69,10 @@ function sourcesFromEvent(data) {
     out.push({
       n: Number.isInteger(meta.n) ? meta.n : match ? Number(match[1]) : out.length + 1,
       title: match ? match[2] : meta.name || data.source?.name || "",
-      source: meta.source || data.source?.id || "",
+      source: data.source?.id || (meta.source || "").split("#")[0],
       section: meta.section || "",
-      page: meta.page ?? null,
+      // Source events carry 0-based pages (Open WebUI's convention); people read 1-based ones.
+      page: Number.isInteger(meta.page) ? meta.page + 1 : null,
       snippet: docs[i] || "",
     });
   });
