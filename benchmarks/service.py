@@ -1,123 +1,322 @@
-"""Service overhead: /v1/search through real uvicorn vs the same retrieval in process; TTFT; memory.
+"""Service overhead and a bounded load run, each side in its own process.
 
-``.venv/bin/python benchmarks/service.py [--seconds 10]``. Uses the Chroma embedded store with the
-hashing embedder (so the figures measure the service, not the model) and the OpenAI fake as the
-chat backend for time-to-first-token.
+``.venv/bin/python benchmarks/service.py [--rounds 5] [--seconds 8]`` compares ``POST /v1/search``
+through real uvicorn (uvloop + httptools, as ``rag serve`` runs it) with the same
+``Pipeline.search`` called in process, at concurrency 1 and 16, in alternating rounds; it reports
+medians over the rounds. The HTTP load comes from ``wrk`` (``apt-get install wrk``; a C load
+generator, so the client costs little of the two cores), the in-process load from a separate
+Python process running the pipeline alone. Then time to first token: the service (retrieval +
+prompt + backend) against the OpenAI fake backend directly, alternating one request each, from an
+aiohttp client in this process; the retrieval time is the service's own
+``rag_retrieval_duration_seconds`` over the same requests.
+
+``--load [--clients 64 --seconds 60]``: that many concurrent streaming chats for that long against
+the OpenAI fake backend; every response must be a 200 stream ending in ``[DONE]`` with no error
+event; the service's RSS is sampled every 2 s (start, peak, end reported).
+
+Uses the Chroma embedded store (2,000 short chunks) with the hashing embedder, so the figures
+measure the service, not the embedding model. Everything binds 127.0.0.1.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import platform
+import re
+import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
-
-import httpx
+from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from tests.serving.conftest import RagServer, _server_env, _wait_ready, free_port  # noqa: E402
-from tests.serving.test_failover import SEED, spawn_backend  # noqa: E402
-
 DOCS = [{"id": f"d{i}", "text": f"Document {i} about GPU clusters, queues, budgets and policy number {i}.",
          "source": f"file:///d{i}.md", "title": f"D{i}", "groups": ["public"]} for i in range(2000)]  # fmt: skip
-QUERY = {"query": "GPU queue policy budget", "k": 5}
+QUERY: dict[str, Any] = {"query": "GPU queue policy budget", "k": 5}
+CHAT = {"model": "rag", "stream": True, "messages": [{"role": "user", "content": "GPU queue policy budget?"}]}
 
+WRK_LUA = """
+wrk.method = "POST"
+wrk.body = '%s'
+wrk.headers["Content-Type"] = "application/json"
+function done(summary, latency, requests)
+  io.write(string.format("WRKJSON {\\"requests\\": %%d, \\"seconds\\": %%f, \\"p50_us\\": %%d, \\"p99_us\\": %%d, "
+    .. "\\"errors\\": %%d, \\"non2xx\\": %%d}\\n",
+    summary.requests, summary.duration / 1e6, latency:percentile(50), latency:percentile(99),
+    summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout,
+    summary.errors.status))
+end
+"""
 
-def pct(xs: list[float], p: float) -> float:
-    return sorted(xs)[min(len(xs) - 1, int(p * len(xs)))] * 1000
+# Run in a separate process: Pipeline.search alone, ``conc`` callers for ``seconds``.
+INPROC = """
+import asyncio, json, sys, time
+from rag.config import load
+from rag.pipeline import Pipeline
+from rag.types import Filter
 
-
-async def load(call, concurrency: int, seconds: float) -> tuple[list[float], float]:  # type: ignore[no-untyped-def]
-    lat: list[float] = []
+async def main(conc, seconds, query, k):
+    pipeline = await Pipeline.build(load())
+    # The route's call: an anonymous caller searches under the 'public' ACL filter.
+    flt = Filter(groups=("public",))
+    for _ in range(50):
+        await pipeline.search(query, k, flt)
+    lat = []
     end = time.perf_counter() + seconds
-
-    async def worker() -> None:
+    async def worker():
         while time.perf_counter() < end:
             t = time.perf_counter()
-            await call()
+            await pipeline.search(query, k, flt)
             lat.append(time.perf_counter() - t)
-
     start = time.perf_counter()
-    await asyncio.gather(*(worker() for _ in range(concurrency)))
-    return lat, len(lat) / (time.perf_counter() - start)
+    await asyncio.gather(*(worker() for _ in range(conc)))
+    elapsed = time.perf_counter() - start
+    await pipeline.close()
+    lat.sort()
+    print(json.dumps({"p50_ms": lat[len(lat) // 2] * 1000, "rps": len(lat) / elapsed}))
+
+asyncio.run(main(int(sys.argv[1]), float(sys.argv[2]), sys.argv[3], int(sys.argv[4])))
+"""
 
 
-async def main(seconds: float) -> dict[str, float]:
-    tmp = Path(tempfile.mkdtemp(prefix="rag-bench-"))
-    backend, backend_url = spawn_backend()
-    chat = f"openai+http://{backend_url.removeprefix('http://')}?model=fake-chat"
-    env = _server_env(tmp, f"chroma://{tmp}/chroma", chat, "hash://", {"RAG_LOG_LEVEL": "WARNING"})
-    docs_file = tmp / "docs.json"
-    docs_file.write_text(json.dumps(DOCS))
-    seed = SEED.replace("json.loads(sys.argv[1])", "json.loads(open(sys.argv[1]).read())")
-    subprocess.run([sys.executable, "-c", seed, str(docs_file)], env=env, cwd=REPO, check=True, timeout=600)
-    port = free_port()
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", "serving.app:create_app", "--host", "127.0.0.1"]
-    proc = subprocess.Popen([*cmd, "--port", str(port), "--log-level", "warning"], env=env, cwd=REPO)
-    server = RagServer(port=port, env=env, process=proc, log_path=tmp / "none", data_dir=tmp)
-    _wait_ready(server)
-    out: dict[str, float] = {}
+def machine() -> str:
+    """CPU count, model, load average: the state the figures were taken in."""
+    model = ""
+    with contextlib.suppress(OSError, StopIteration):
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next(x.split(":", 1)[1].strip() for x in lines if "model name" in x)
+    load = os.getloadavg()
+    return (f"{os.cpu_count()} CPUs ({model or platform.machine()}), Python {platform.python_version()}, "
+            f"load average {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}")  # fmt: skip
+
+
+def rss_mb(pid: int) -> float:
+    """Resident set size of a process, MiB."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1]) / 1024
+
+
+class Setup:
+    """The seeded store, the OpenAI fake backend and the service process."""
+
+    def __init__(self, extra_env: dict[str, str] | None = None) -> None:
+        from tests.serving.conftest import _server_env
+        from tests.serving.test_failover import SEED, spawn_backend
+
+        self.tmp = Path(tempfile.mkdtemp(prefix="rag-bench-"))
+        self.backend, self.backend_url = spawn_backend()
+        chat = f"openai+http://{self.backend_url.removeprefix('http://')}?model=fake-chat"
+        extra = {"RAG_LOG_LEVEL": "WARNING", **(extra_env or {})}
+        self.env = _server_env(self.tmp, f"chroma://{self.tmp}/chroma", chat, "hash://", extra)
+        docs_file = self.tmp / "docs.json"
+        docs_file.write_text(json.dumps(DOCS))
+        seed = SEED.replace("json.loads(sys.argv[1])", "json.loads(open(sys.argv[1]).read())")
+        subprocess.run([sys.executable, "-c", seed, str(docs_file)], env=self.env, cwd=REPO, check=True, timeout=600)
+        self.server: Any = None
+
+    def start(self) -> str:
+        from tests.serving.conftest import RagServer, _wait_ready, free_port
+
+        port = free_port()
+        cmd = [sys.executable, "-m", "uvicorn", "--factory", "serving.app:create_app", "--host", "127.0.0.1",
+               "--port", str(port), "--log-level", "warning", "--no-access-log", "--loop", "uvloop",
+               "--http", "httptools"]  # fmt: skip
+        proc = subprocess.Popen(cmd, env=self.env, cwd=REPO)
+        self.server = RagServer(port=port, env=self.env, process=proc, log_path=self.tmp / "none", data_dir=self.tmp)
+        _wait_ready(self.server)
+        return str(self.server.url)
+
+    def close(self) -> None:
+        if self.server is not None:
+            self.server.stop()
+        self.backend.kill()
+        self.backend.wait()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def inproc(env: dict[str, str], conc: int, seconds: float) -> dict[str, float]:
+    """In-process ``Pipeline.search`` throughput and p50 (its own process)."""
+    args = [sys.executable, "-c", INPROC, str(conc), str(seconds), str(QUERY["query"]), str(QUERY["k"])]
+    out = subprocess.run(args, env=env, cwd=REPO, check=True, capture_output=True, text=True, timeout=600)
+    return json.loads(out.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def wrk(url: str, conc: int, seconds: float, tmp: Path) -> dict[str, float]:
+    """``/v1/search`` through the service under ``wrk`` (one thread, ``conc`` connections)."""
+    script = tmp / "search.lua"
+    script.write_text(WRK_LUA % json.dumps(QUERY))
+    cmd: list[str] = ["wrk", "-t1", f"-c{conc}", f"-d{max(1, round(seconds))}s", "--timeout", "10s", "-s", str(script)]
+    out = subprocess.run([*cmd, f"{url}/v1/search"], check=True, capture_output=True, text=True, timeout=seconds + 60)
+    line = next(x for x in out.stdout.splitlines() if x.startswith("WRKJSON "))
+    r = json.loads(line.removeprefix("WRKJSON "))
+    if r["errors"] or r["non2xx"]:
+        raise RuntimeError(f"wrk saw errors: {r}")
+    return {"p50_ms": r["p50_us"] / 1000, "p99_ms": r["p99_us"] / 1000, "rps": r["requests"] / r["seconds"]}
+
+
+async def metric_sum(session: Any, url: str, name: str) -> tuple[float, float]:
+    """``(sum, count)`` of a histogram on the service's /metrics."""
+    async with session.get(f"{url}/metrics") as r:
+        text = await r.text()
+    total = float(re.search(rf"^{name}_sum (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    count = float(re.search(rf"^{name}_count (\S+)$", text, re.M).group(1))  # type: ignore[union-attr]
+    return total, count
+
+
+async def ttft(url: str, backend_url: str, n: int) -> dict[str, float]:
+    """Time to the first content token: the service vs the backend, alternating one request each."""
+    import aiohttp
+
+    async def first_token(session: aiohttp.ClientSession, target: str, body: dict[str, Any]) -> float:
+        t = time.perf_counter()
+        async with session.post(target, json=body) as r:
+            r.raise_for_status()
+            async for raw in r.content:
+                line = raw.decode()
+                if '"content":"' in line.replace(" ", "") and '"content":""' not in line.replace(" ", ""):
+                    elapsed = time.perf_counter() - t
+                    await r.read()
+                    return elapsed
+        raise RuntimeError(f"no content token from {target}")
+
+    svc, raw = [], []
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as s:
+        for _ in range(10):  # warm both paths
+            await first_token(s, f"{url}/v1/chat/completions", CHAT)
+            await first_token(s, f"{backend_url}/chat/completions", {**CHAT, "model": "fake-chat"})
+        before = await metric_sum(s, url, "rag_retrieval_duration_seconds")
+        for _ in range(n):
+            svc.append(await first_token(s, f"{url}/v1/chat/completions", CHAT))
+            raw.append(await first_token(s, f"{backend_url}/chat/completions", {**CHAT, "model": "fake-chat"}))
+        after = await metric_sum(s, url, "rag_retrieval_duration_seconds")
+    retrieval_ms = (after[0] - before[0]) / max(1.0, after[1] - before[1]) * 1000
+    return {
+        "ttft_service_p50_ms": statistics.median(svc) * 1000,
+        "ttft_backend_p50_ms": statistics.median(raw) * 1000,
+        "retrieval_mean_ms": retrieval_ms,
+    }
+
+
+def overhead(rounds: int, seconds: float) -> dict[str, Any]:
+    setup = Setup()
     try:
-        # In process: the same pipeline call the route makes.
-        import os
-
-        os.environ.update({k: v for k, v in env.items() if k.startswith("RAG_")})
-        from rag.config import load as load_settings
-        from rag.pipeline import Pipeline
-
-        pipeline = await Pipeline.build(load_settings())
-
-        async def direct() -> None:
-            await pipeline.search(QUERY["query"], QUERY["k"])
-
-        async with httpx.AsyncClient(base_url=server.url, timeout=30, limits=httpx.Limits(max_connections=64)) as c:
-
-            async def via_http() -> None:
-                r = await c.post("/v1/search", json=QUERY)
-                r.raise_for_status()
-
-            for _ in range(50):
-                await direct()
-                await via_http()
+        url = setup.start()
+        wrk(url, 4, 2, setup.tmp)  # warm-up
+        runs: dict[str, list[float]] = {}
+        for r in range(rounds):
             for conc in (1, 16):
-                lat, rps = await load(direct, conc, seconds)
-                out[f"inproc_c{conc}_p50_ms"], out[f"inproc_c{conc}_rps"] = pct(lat, 0.5), rps
-                lat, rps = await load(via_http, conc, seconds)
-                out[f"http_c{conc}_p50_ms"], out[f"http_c{conc}_rps"] = pct(lat, 0.5), rps
-            # TTFT: the service (retrieval + prompt + backend) vs the backend directly.
-            body = {"model": "rag", "stream": True, "messages": [{"role": "user", "content": "GPU queue policy?"}]}
-            direct_body = {**body, "model": "fake-chat"}
-
-            async def ttft(client: httpx.AsyncClient, url: str, payload: dict) -> float:  # type: ignore[type-arg]
-                t = time.perf_counter()
-                async with client.stream("POST", url, json=payload) as r:
-                    async for line in r.aiter_lines():
-                        if '"content":"' in line.replace(" ", "") and '"content":""' not in line.replace(" ", ""):
-                            return time.perf_counter() - t
-                return time.perf_counter() - t
-
-            async with httpx.AsyncClient(timeout=30) as b:
-                svc = [await ttft(c, "/v1/chat/completions", body) for _ in range(100)]
-                raw = [await ttft(b, f"{backend_url}/chat/completions", direct_body) for _ in range(100)]
-            out["ttft_service_p50_ms"], out["ttft_backend_p50_ms"] = pct(svc, 0.5), pct(raw, 0.5)
-        status = Path(f"/proc/{proc.pid}/status").read_text()
-        out["service_rss_mb"] = int(next(x for x in status.splitlines() if x.startswith("VmRSS")).split()[1]) / 1024
-        await pipeline.close()
+                # Alternate which side goes first so a load change on the machine hits both.
+                sides = [("inproc", lambda c=conc: inproc(setup.env, c, seconds)),
+                         ("http", lambda c=conc: wrk(url, c, seconds, setup.tmp))]  # fmt: skip
+                for side, fn in sides if r % 2 == 0 else sides[::-1]:
+                    res = fn()
+                    for key in ("p50_ms", "rps"):
+                        runs.setdefault(f"{side}_c{conc}_{key}", []).append(res[key])
+            print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k}={v[-1]:.1f}" for k, v in runs.items()), flush=True)
+        out: dict[str, Any] = {k: statistics.median(v) for k, v in runs.items()}
+        out["search_added_p50_ms_c1"] = out["http_c1_p50_ms"] - out["inproc_c1_p50_ms"]
+        out["throughput_ratio_c16"] = out["http_c16_rps"] / out["inproc_c16_rps"]
+        out.update(asyncio.run(ttft(url, setup.backend_url, 100)))
+        out["ttft_added_ms"] = out["ttft_service_p50_ms"] - out["ttft_backend_p50_ms"]
+        out["service_rss_mb"] = rss_mb(setup.server.process.pid)
+        out["rounds"] = runs
     finally:
-        server.stop()
-        backend.kill()
+        setup.close()
     return out
 
 
+async def load_run(url: str, pid: int, clients: int, seconds: float) -> dict[str, Any]:
+    """``clients`` concurrent streaming chats for ``seconds``; every answer checked; RSS sampled."""
+    import aiohttp
+
+    ok, errors, ttfts, rss = 0, [], [], [rss_mb(pid)]
+    end = time.perf_counter() + seconds
+
+    async def sampler() -> None:
+        while time.perf_counter() < end:
+            await asyncio.sleep(2.0)
+            rss.append(rss_mb(pid))
+
+    async def client(session: aiohttp.ClientSession, i: int) -> None:
+        nonlocal ok
+        n = 0
+        while time.perf_counter() < end:
+            n += 1
+            body = {**CHAT, "messages": [{"role": "user", "content": f"GPU queue policy budget {i} {n}?"}]}
+            t = time.perf_counter()
+            try:
+                async with session.post(f"{url}/v1/chat/completions", json=body) as r:
+                    if r.status != 200:
+                        errors.append(f"HTTP {r.status}: {(await r.text())[:200]}")
+                        continue
+                    first, done = None, False
+                    async for raw in r.content:
+                        line = raw.decode().strip()
+                        if line.startswith('data: {"error"'):
+                            errors.append(line[:200])
+                        elif line == "data: [DONE]":
+                            done = True
+                        elif first is None and '"content":"' in line and '"content":""' not in line:
+                            first = time.perf_counter() - t
+                    if not done:
+                        errors.append("stream ended without [DONE]")
+                    else:
+                        ok += 1
+                        if first is not None:
+                            ttfts.append(first)
+            except (aiohttp.ClientError, TimeoutError) as e:
+                errors.append(f"{type(e).__name__}: {e}")
+
+    conn = aiohttp.TCPConnector(limit=clients)
+    async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120)) as s:
+        start = time.perf_counter()
+        await asyncio.gather(sampler(), *(client(s, i) for i in range(clients)))
+        elapsed = time.perf_counter() - start
+    rss.append(rss_mb(pid))
+    ttfts.sort()
+    return {
+        "clients": clients,
+        "seconds": round(elapsed, 1),
+        "completed": ok,
+        "errors": len(errors),
+        "first_errors": errors[:5],
+        "chats_per_s": round(ok / elapsed, 1),
+        "ttft_p50_ms": round(ttfts[len(ttfts) // 2] * 1000, 1) if ttfts else None,
+        "ttft_p99_ms": round(ttfts[int(len(ttfts) * 0.99)] * 1000, 1) if ttfts else None,
+        "rss_start_mb": round(rss[0], 1),
+        "rss_peak_mb": round(max(rss), 1),
+        "rss_end_mb": round(rss[-1], 1),
+        "rss_samples": len(rss),
+    }
+
+
+def load(clients: int, seconds: float) -> dict[str, Any]:
+    # The default limits are for production; the run wants every chat through the one backend.
+    setup = Setup({"RAG_LIMITS__BACKEND_CONCURRENCY": str(clients)})
+    try:
+        url = setup.start()
+        return asyncio.run(load_run(url, setup.server.process.pid, clients, seconds))
+    finally:
+        setup.close()
+
+
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--seconds", type=float, default=10.0)
-    result = asyncio.run(main(parser.parse_args().seconds))
-    for k, v in result.items():
-        print(f"{k:28s} {v:10.2f}")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--seconds", type=float, default=None, help="per run (default 8; --load: 60)")
+    parser.add_argument("--load", action="store_true", help="the bounded load run instead")
+    parser.add_argument("--clients", type=int, default=64)
+    args = parser.parse_args()
+    print(f"machine: {machine()}", flush=True)
+    result = load(args.clients, args.seconds or 60.0) if args.load else overhead(args.rounds, args.seconds or 8.0)
+    print(json.dumps(result, indent=1))
+    print(f"machine after: {machine()}")

@@ -34,7 +34,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -287,10 +287,13 @@ class Authenticator:
         self.limiter.take(who, rate)
 
 
-def require(scope: str | None) -> Callable[[Request], Principal]:
-    """A route dependency: the authenticated, rate-limited caller holding ``scope``."""
+def require(scope: str | None) -> Callable[[Request], Awaitable[Principal]]:
+    """A route dependency: the authenticated, rate-limited caller holding ``scope``.
 
-    def dependency(request: Request) -> Principal:
+    ``async`` although it never awaits: FastAPI would run a plain function in a worker thread.
+    """
+
+    async def dependency(request: Request) -> Principal:
         authn: Authenticator = request.app.state.authenticator
         client = request.client.host if request.client else ""
         principal = authn.identify(request.headers)

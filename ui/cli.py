@@ -294,6 +294,7 @@ def serve(
         host=settings.server.host,
         port=settings.server.port,
         log_level=settings.log_level.lower(),
+        access_log=False,  # the service writes its own access log line (JSON, with request id and caller)
     )
 
 
@@ -424,7 +425,55 @@ def collection_drop(version: Annotated[str, typer.Argument(help="A version that 
     out.print(f"dropped {v.collection}")
 
 
+keys_app = typer.Typer(
+    help="API keys for the access file (auth.access_file): only their SHA-256 is stored.", no_args_is_help=True
+)
+
+
+@keys_app.command("new")
+def keys_new(
+    name: Annotated[str, typer.Argument(help="Who or what the key is for (shown in logs as key:NAME).")],
+    group: Annotated[list[str] | None, typer.Option("--group", "-g", help="ACL group (repeatable).")] = None,
+    scope: Annotated[
+        list[str] | None, typer.Option("--scope", "-s", help="chat, search, embed or admin (repeatable).")
+    ] = None,
+) -> None:
+    """Make a random key: the key goes to stderr (give it to the caller), the access-file entry to stdout.
+
+    Example: rag keys new ci-bot -g eng -s chat -s search >> access.yaml
+    """
+    import secrets
+
+    import yaml
+
+    from serving.identity import hash_key
+
+    key = "rag-" + secrets.token_urlsafe(32)
+    entry: dict[str, Any] = {"name": name, "sha256": hash_key(key), "groups": group or []}
+    if scope:
+        entry["scopes"] = scope
+    err.print(f"API key for {name} (shown once): {key}", highlight=False)
+    sys.stdout.write(yaml.safe_dump({"keys": [entry]}, sort_keys=False).split("\n", 1)[1])
+
+
+@keys_app.command("hash")
+def keys_hash(
+    key: Annotated[
+        str | None, typer.Argument(help="The key; read from stdin when omitted (keeps it out of shell history).")
+    ] = None,
+) -> None:
+    """Print the SHA-256 hex of an existing key, for the access file's 'sha256' field."""
+    from serving.identity import hash_key
+
+    value = key if key is not None else sys.stdin.readline().strip()
+    if not value:
+        err.print("no key given")
+        raise typer.Exit(EXIT_CONFIG)
+    out.print(hash_key(value), highlight=False)
+
+
 app.add_typer(collection_app, name="collection")
+app.add_typer(keys_app, name="keys")
 app.add_typer(eval_app, name="eval", help="Evaluate retrieval and answers: run, report, compare, synth.")
 
 

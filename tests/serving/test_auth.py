@@ -226,3 +226,23 @@ def test_json_log_lines_carry_the_request_id() -> None:
     assert line["request_id"] == "req-123"
     assert line["route"] == "/v1/search"
     assert line["level"] == "INFO"
+
+
+def test_rag_keys_new_prints_an_entry_that_authenticates_the_key_it_made(tmp_path: Path) -> None:
+    import yaml
+    from typer.testing import CliRunner
+
+    from serving.identity import AccessFile
+    from ui.cli import app
+
+    made = CliRunner().invoke(app, ["keys", "new", "ci-bot", "-g", "eng", "-s", "search"])
+    assert made.exit_code == 0, made.output
+    key = made.stderr.rsplit(": ", 1)[1].strip()
+    entries = yaml.safe_load(made.stdout)
+    assert entries[0]["name"] == "ci-bot" and key not in made.stdout
+    access_file = tmp_path / "access.yaml"
+    access_file.write_text("keys:\n" + made.stdout)
+    principal = AccessFile(access_file).get().keys[hash_key(key)]
+    assert principal.id == "key:ci-bot" and "eng" in principal.groups and principal.scopes == {"search"}
+    hashed = CliRunner().invoke(app, ["keys", "hash"], input=key + "\n")
+    assert hashed.stdout.strip() == hash_key(key)
