@@ -174,7 +174,8 @@ async def through_store(ds: LoadedSet, url: str, settings: RetrievalSettings, wo
         for start in range(0, len(chunks), 500):
             await store.upsert(chunks[start : start + 500], ds.vectors[start : start + 500])
         retriever = Retriever(store, embedder, settings)
-        return [sources((await retriever.rank(c.question, depth=DEPTH)).hits) for c in ds.cases]
+        # The configured candidate depth (RAG_RETRIEVAL__CANDIDATES), exactly as Pipeline.search ranks.
+        return [sources((await retriever.rank(c.question)).hits) for c in ds.cases]
     finally:
         await store.close()
 
