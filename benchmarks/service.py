@@ -223,8 +223,12 @@ def overhead(rounds: int, seconds: float) -> dict[str, Any]:
                         runs.setdefault(f"{side}_c{conc}_{key}", []).append(res[key])
             print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k}={v[-1]:.1f}" for k, v in runs.items()), flush=True)
         out: dict[str, Any] = {k: statistics.median(v) for k, v in runs.items()}
-        out["search_added_p50_ms_c1"] = out["http_c1_p50_ms"] - out["inproc_c1_p50_ms"]
-        out["throughput_ratio_c16"] = out["http_c16_rps"] / out["inproc_c16_rps"]
+        # Differences within each round (the two sides ran back to back), then the median over rounds:
+        # steadier than a difference of medians when the machine's load swings between rounds.
+        added = [h - i for h, i in zip(runs["http_c1_p50_ms"], runs["inproc_c1_p50_ms"], strict=True)]
+        ratios = [h / i for h, i in zip(runs["http_c16_rps"], runs["inproc_c16_rps"], strict=True)]
+        out["search_added_p50_ms_c1"] = statistics.median(added)
+        out["throughput_ratio_c16"] = statistics.median(ratios)
         out.update(asyncio.run(ttft(url, setup.backend_url, 100)))
         out["ttft_added_ms"] = out["ttft_service_p50_ms"] - out["ttft_backend_p50_ms"]
         out["service_rss_mb"] = rss_mb(setup.server.process.pid)
@@ -295,7 +299,7 @@ async def load_run(url: str, pid: int, clients: int, seconds: float) -> dict[str
         "rss_start_mb": round(rss[0], 1),
         "rss_peak_mb": round(max(rss), 1),
         "rss_end_mb": round(rss[-1], 1),
-        "rss_samples": len(rss),
+        "rss_samples_mb": [round(x) for x in rss],
     }
 
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -127,6 +127,22 @@ class IngestSettings(BaseModel):
     )
 
 
+class ProfileSettings(BaseModel):
+    """One more model on /v1/models: a collection answered through its own chat backend chain.
+
+    Unset fields take the top-level value (store.collection, chat.url, chain.fallback_urls,
+    chain.restricted_to_public); the top-level settings are the default profile, server.model_name.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, description="Model id advertised on /v1/models and chosen by a request's 'model'.")
+    collection: str | None = None
+    chat_url: str | None = None
+    fallback_urls: list[str] | None = None
+    restricted_to_public: bool | None = None
+
+
 class ServerSettings(BaseModel):
     """The HTTP service."""
 
@@ -134,6 +150,11 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=0, le=65535, description="Bind port.")
     model_name: str = Field("rag", description="Model id advertised on /v1/models.")
     max_request_kb: int = Field(512, ge=1, description="Largest accepted request body, KiB.")
+    profiles: list[ProfileSettings] = Field(
+        default_factory=list,
+        description="More models (RAG profiles) on /v1/models: a JSON list of {name, collection, chat_url, "
+        "fallback_urls, restricted_to_public}; unset fields take the top-level settings.",
+    )
 
     @field_validator("model_name")
     @classmethod
@@ -141,6 +162,14 @@ class ServerSettings(BaseModel):
         if not v.strip():
             raise ValueError("must not be blank")
         return v
+
+    @model_validator(mode="after")
+    def _profile_names_unique(self) -> ServerSettings:
+        names = [self.model_name, *(p.name for p in self.profiles)]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"profile names must differ from each other and from model_name: {', '.join(repeated)}")
+        return self
 
 
 class AuthSettings(BaseModel):

@@ -21,6 +21,7 @@ from serving import errors
 from serving.identity import Authenticator
 from serving.metrics import Metrics, MetricsMiddleware, configure_logging
 from serving.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from serving.profiles import profile_settings
 from serving.routes import router
 
 log = logging.getLogger(__name__)
@@ -43,20 +44,29 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     metrics = Metrics()
     authenticator = Authenticator(settings.auth, settings.limits.rate_per_minute)
 
+    async def build(profile: Settings) -> Pipeline:
+        built = await Pipeline.build(profile)
+        # Every generation goes through the chain: fallbacks, retries, breakers, bounded concurrency.
+        built.chat = build_chain(profile, built.chat, on_failover=metrics.failover, on_attempt=metrics.attempt)
+        return built
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if pipeline is None:
-            built = await Pipeline.build(settings)
-            # Every generation goes through the chain: fallbacks, retries, breakers, bounded concurrency.
-            built.chat = build_chain(settings, built.chat, on_failover=metrics.failover, on_attempt=metrics.attempt)
-            app.state.pipeline = built
-        else:
-            app.state.pipeline = pipeline
+        pipelines: dict[str, Pipeline] = {}
         try:
+            if pipeline is None:
+                pipelines[settings.server.model_name] = await build(settings)
+                for profile in settings.server.profiles:
+                    pipelines[profile.name] = await build(profile_settings(settings, profile))
+            else:
+                pipelines[settings.server.model_name] = pipeline
+            app.state.pipeline = pipelines[settings.server.model_name]
+            app.state.pipelines = pipelines
             yield
         finally:
             if pipeline is None:
-                await app.state.pipeline.close()
+                for built in pipelines.values():
+                    await built.close()
 
     app = FastAPI(
         title="onprem-rag",

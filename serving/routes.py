@@ -21,6 +21,7 @@ from rag.types import FILTERABLE_FIELDS, Filter, ScoredChunk
 from serving import chat
 from serving.identity import Principal, acl_filter, require
 from serving.metrics import Metrics
+from serving.profiles import pick
 from serving.wire import (
     ChatCompletion,
     ChatCompletionRequest,
@@ -76,6 +77,11 @@ EmbedCallerDep = Annotated[Principal, Depends(require("embed"))]
 AdminDep = Annotated[Principal, Depends(require("admin"))]
 
 
+def get_pipelines(request: Request) -> dict[str, Pipeline]:
+    """Every profile's pipeline by model id, the default first."""
+    return request.app.state.pipelines  # type: ignore[no-any-return]
+
+
 def _model_card(request: Request, pipeline: Pipeline) -> ModelCard:
     return ModelCard(
         id=pipeline.settings.server.model_name,
@@ -87,16 +93,15 @@ def _model_card(request: Request, pipeline: Pipeline) -> ModelCard:
 
 
 @router.get("/v1/models", response_model=ModelList, tags=["openai"])
-async def list_models(request: Request, pipeline: PipelineDep, caller: CallerDep) -> ModelList:
-    """The one model this service serves (with our ``rag`` extension)."""
-    return ModelList(data=[_model_card(request, pipeline)])
+async def list_models(request: Request, caller: CallerDep) -> ModelList:
+    """One model per RAG profile (with our ``rag`` extension: collection, chat backend, embedder)."""
+    return ModelList(data=[_model_card(request, p) for p in get_pipelines(request).values()])
 
 
 @router.get("/v1/models/{model_id:path}", response_model=ModelCard, responses=_ERRORS, tags=["openai"])
-async def get_model(model_id: str, request: Request, pipeline: PipelineDep, caller: CallerDep) -> ModelCard:
+async def get_model(model_id: str, request: Request, caller: CallerDep) -> ModelCard:
     """One model by id."""
-    chat.check_model(model_id, pipeline)
-    return _model_card(request, pipeline)
+    return _model_card(request, pick(get_pipelines(request), model_id))
 
 
 @router.post(
@@ -108,14 +113,13 @@ async def get_model(model_id: str, request: Request, pipeline: PipelineDep, call
 async def chat_completions(
     body: ChatCompletionRequest,
     request: Request,
-    pipeline: PipelineDep,
     caller: ChatCallerDep,
     metrics: MetricsDep,
     settings: SettingsDep,
 ) -> Response:
     """Answer from the documents the caller may read, citing them; streamed as SSE when asked."""
     request.state.model = body.model
-    chat.check_model(body.model, pipeline)
+    pipeline = pick(get_pipelines(request), body.model)
     messages = chat.to_messages(body)
     limits = settings.limits
     chat.check_size(messages, limits.max_messages, limits.max_input_tokens)
@@ -151,6 +155,7 @@ async def embeddings(
 ) -> EmbeddingResponse:
     """Embed texts with the collection's embedder (as passages)."""
     request.state.model = body.model
+    pipeline = get_pipelines(request).get(body.model, pipeline)
     info = pipeline.embedder.info
     if body.model not in (pipeline.settings.server.model_name, info.id):
         raise NotFound(
@@ -211,9 +216,12 @@ def _hit(h: ScoredChunk) -> SearchHit:
 
 @router.post("/v1/search", response_model=SearchResponse, responses=_ERRORS, tags=["rag"])
 async def search(
-    body: SearchRequest, pipeline: PipelineDep, caller: SearchCallerDep, metrics: MetricsDep
+    body: SearchRequest, request: Request, pipeline: PipelineDep, caller: SearchCallerDep, metrics: MetricsDep
 ) -> SearchResponse:
-    """Scored chunks for a query, best first, without generation."""
+    """Scored chunks for a query, best first, without generation (``model`` picks a profile's collection)."""
+    if body.model is not None:
+        request.state.model = body.model
+        pipeline = pick(get_pipelines(request), body.model)
     started = time.perf_counter()
     hits = await pipeline.search(body.query, body.k, search_filter(body.filters, caller.groups))
     metrics.retrieval.observe(time.perf_counter() - started)

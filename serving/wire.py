@@ -299,6 +299,7 @@ class SearchRequest(BaseModel):
     query: str = Field(min_length=1)
     k: int | None = Field(None, ge=1, le=100)
     filters: dict[str, str | int | list[str]] = Field(default_factory=dict)
+    model: str | None = Field(None, description="A model id from /v1/models: searches that profile's collection.")
 
 
 class SearchHit(BaseModel):
