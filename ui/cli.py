@@ -46,10 +46,20 @@ class _State:
 
     def settings(self) -> Settings:
         if self._settings is None:
-            for key, value in self.overrides.items():
-                os.environ[key] = value
-            self._settings = load(self.config_file)
+            self._settings = load(self.config_file, **_nested(self.overrides))
         return self._settings
+
+
+def _nested(env: dict[str, str]) -> dict[str, Any]:
+    """``{"RAG_STORE__URL": v}`` → ``{"store": {"url": v}}`` (merged over env and file by load())."""
+    out: dict[str, Any] = {}
+    for key, value in env.items():
+        *sections, leaf = key.removeprefix("RAG_").lower().split("__")
+        node = out
+        for section in sections:
+            node = node.setdefault(section, {})
+        node[leaf] = value
+    return out
 
 
 state = _State()
@@ -285,7 +295,9 @@ def serve(
         f"print(c.chat.completions.create(model='{settings.server.model_name}', "
         "messages=[{'role': 'user', 'content': 'How long may a GPU job run?'}]).choices[0].message.content)\""
     )
-    # The app factory reads the same RAG_* environment this process was configured with.
+    # The app factory (imported by uvicorn, not by us) reads the configuration from the environment:
+    # hand it the CLI flags and the config file that way.
+    os.environ.update(state.overrides)
     if state.config_file:
         os.environ["RAG_CONFIG_FILE"] = str(state.config_file)
     uvicorn.run(
