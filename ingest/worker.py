@@ -26,6 +26,9 @@ from rag.types import Chunk
 
 log = logging.getLogger(__name__)
 
+# Batches of chunks sorted by length together before embedding (bounds the chunks held in memory).
+_WINDOW = 8
+
 # progress(status, source): status is one of added, updated, regrouped, unchanged, deleted, skipped, failed.
 Progress = Callable[[str, str], None]
 
@@ -119,6 +122,11 @@ class _Writer:
     chunking of the next documents run while a batch is embedded, and a batch's store write runs while
     the next one is embedded (one embed and one write in flight; order of writes kept). Pending ids are
     recorded by ``add`` before a batch is queued, so the crash-safety protocol is unchanged.
+
+    Chunks are collected into a window of ``_WINDOW`` batches and sorted by length before being cut into
+    batches, so a batch holds chunks of similar length and the model pads little (as
+    ``SentenceTransformer.encode`` does over one whole call); a document is finished once all its chunks
+    are written, whichever batches they went to.
     """
 
     def __init__(
@@ -138,9 +146,15 @@ class _Writer:
             await self._finish(job)
             return
         self._buffer.extend((c, job) for c in chunks)
-        while len(self._buffer) >= self._batch_size:
-            await self._put(self._buffer[: self._batch_size])
-            del self._buffer[: self._batch_size]
+        if len(self._buffer) >= self._batch_size * _WINDOW:
+            await self._emit()
+
+    async def _emit(self) -> None:
+        """Hand the buffered chunks on in batches of similar length (longest first)."""
+        window = sorted(self._buffer, key=lambda cj: -len(cj[0].text))
+        self._buffer = []
+        for start in range(0, len(window), self._batch_size):
+            await self._put(window[start : start + self._batch_size])
 
     async def _put(self, batch: list[tuple[Chunk, _Job]] | None) -> None:
         if self._consumer is None:
@@ -167,8 +181,7 @@ class _Writer:
     async def flush(self) -> None:
         """Write whatever is left and wait for the writes in flight."""
         if self._buffer:
-            await self._put(self._buffer)
-            self._buffer = []
+            await self._emit()
         if self._consumer is not None:
             await self._put(None)
             consumer, self._consumer = self._consumer, None
