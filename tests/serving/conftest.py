@@ -16,7 +16,6 @@ Real-process API (reusable by the end-to-end tests):
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from rag.pipeline import Pipeline
 from rag.registry import make_embedder, make_store
 from rag.types import Chunk
 from serving.app import create_app
+from tests.procs import free_port
 from tests.serving.doubles import ScriptedChat
 
 REPO = Path(__file__).resolve().parents[2]
@@ -108,13 +108,6 @@ async def service(tmp_path: Path, scripted_chat: ScriptedChat) -> AsyncIterator[
 # --------------------------------------------------------------------------------------------------
 # Real process
 # --------------------------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

