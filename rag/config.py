@@ -77,7 +77,16 @@ class RetrievalSettings(BaseModel):
     )
     dense_weight: float = Field(1.0, ge=0, description="Weight of the dense ranking in reciprocal rank fusion.")
     lexical_weight: float = Field(1.0, ge=0, description="Weight of the BM25 ranking in reciprocal rank fusion.")
-    rrf_k: int = Field(10, ge=1, description="RRF constant: score = sum of weight / (rrf_k + rank).")
+    rrf_k: int = Field(5, ge=1, description="RRF constant: score = sum of weight / (rrf_k + rank).")
+    title_match_weight: float = Field(
+        1.0, ge=0, description="RRF weight of candidates whose title the query names (0 = off)."
+    )
+    title_link_weight: float = Field(
+        0.5,
+        ge=0,
+        description="RRF weight of candidates whose title the best chunks' text names (multi-hop links; 0 = off).",
+    )
+    title_link_top: int = Field(2, ge=0, le=20, description="Best fused chunks whose text is searched for titles.")
     candidates: int = Field(50, ge=1, le=1000, description="Candidates each retriever returns before fusion.")
     dense_languages: list[str] = Field(
         default_factory=list,

@@ -64,3 +64,32 @@ async def test_irrelevant_query_gets_no_hits_through_the_gate():
     assert [h.chunk.id for h in await retriever.search("GPU jobs run hours", 2)] == ["c0"]
     assert await retriever.search("zebra migration patterns", 2) == []
     assert np.isfinite([h.score for h in await retriever.search("cafeteria", 2)]).all()
+
+
+def titled(i: int, title: str, text: str) -> ScoredChunk:
+    return ScoredChunk(Chunk(id=f"c{i}", text=text, source=f"s{i}", title=title), 0.0)
+
+
+def test_title_rankings_find_titles_named_by_the_query_and_by_the_best_chunks():
+    from rag.retrieval import title_rankings
+
+    fused = [
+        titled(0, "Journal of Psychotherapy", "It is published by the American Psychological Association."),
+        titled(1, "Cafeteria", "Opens at eight."),
+        titled(2, "American Psychological Association", "Its first president was G. Stanley Hall."),
+        titled(3, "Association", "A word that is only part of another title: 'American Psychological Association'."),
+        titled(4, "AI", "Too short a title to match by accident."),
+    ]
+    named, linked = title_rankings("Who published the Journal of Psychotherapy? Ask AI.", fused, top=1)
+    assert [h.chunk.id for h in named] == ["c0"]
+    # c3's title is a whole word of c0's text, so it links as well; the short title "AI" never matches.
+    assert [h.chunk.id for h in linked] == ["c2", "c3"]
+    assert title_rankings("Who published the Journal of Psychotherapy?", fused, top=0)[1] == []
+
+
+def test_title_links_lift_the_second_hop_and_leave_scores_alone_when_nothing_links():
+    a = [titled(0, "Journal X", "published by Big Society"), titled(1, "Other", "x"), titled(2, "Big Society", "y")]
+    rankings: list[tuple[float, list[ScoredChunk]]] = [(1.0, a), (1.0, a)]
+    assert fuse_rrf(rankings + [(1.0, []), (0.5, [])], 5)[0].score == 1.0
+    fused = fuse_rrf(rankings + [(0.5, [a[2]])], 5)
+    assert [h.chunk.id for h in fused] == ["c0", "c2", "c1"]
