@@ -79,7 +79,9 @@ def oracle(pipe: Pipeline, case: Case, gold: Sequence[ScoredChunk]) -> Prepared:
 
 
 async def run_set(ds: LoadedSet, limit: int, seed: int, chat_url: str) -> dict[str, dict[str, float]]:
-    settings = Settings(store=StoreSettings(url="memory://", collection=f"answers_{ds.name}"), chat=ChatSettings(url=chat_url))
+    settings = Settings(
+        store=StoreSettings(url="memory://", collection=f"answers_{ds.name}"), chat=ChatSettings(url=chat_url)
+    )
     store = make_store(settings)
     embedder = StrippedEmbedder({c.question.strip(): q for c, q in zip(ds.cases, ds.queries, strict=True)})
     await store.open(embedder.info, create=True)
@@ -114,7 +116,9 @@ async def run_set(ds: LoadedSet, limit: int, seed: int, chat_url: str) -> dict[s
                 }
             )
     await store.close()
-    return {m: {k: round(float(np.mean([r[k] for r in rs])), 3) for k in rs[0]} | {"n": len(rs)} for m, rs in rows.items()}
+    return {
+        m: {k: round(float(np.mean([r[k] for r in rs])), 3) for k in rs[0]} | {"n": len(rs)} for m, rs in rows.items()
+    }
 
 
 def markdown(results: dict[str, dict[str, dict[str, float]]], answerer: str) -> str:
@@ -149,7 +153,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
     answerer = "extractive" if args.chat.startswith("extractive") else args.chat
     md = markdown(results, answerer)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "answers.json").write_text(json.dumps({"results": results, "wall_s": time.perf_counter() - start}, indent=2))
+    (args.out / "answers.json").write_text(
+        json.dumps({"results": results, "wall_s": time.perf_counter() - start}, indent=2)
+    )
     (args.out / "answers.md").write_text(md + "\n")
     print(md)
     print(f"wall {time.perf_counter() - start:.0f} s")

@@ -120,9 +120,7 @@ def _phrase(text: str) -> str:
     return " " + " ".join(_TITLE_WORD.findall(text.lower())) + " "
 
 
-def title_rankings(
-    query: str, fused: Sequence[ScoredChunk], top: int
-) -> tuple[list[ScoredChunk], list[ScoredChunk]]:
+def title_rankings(query: str, fused: Sequence[ScoredChunk], top: int) -> tuple[list[ScoredChunk], list[ScoredChunk]]:
     """Candidates whose title the query names, and candidates whose title the ``top`` best chunks' texts name.
 
     Both keep the fused order. A link needs a title other than the linking chunk's own and other than

@@ -90,6 +90,6 @@ def test_title_rankings_find_titles_named_by_the_query_and_by_the_best_chunks():
 def test_title_links_lift_the_second_hop_and_leave_scores_alone_when_nothing_links():
     a = [titled(0, "Journal X", "published by Big Society"), titled(1, "Other", "x"), titled(2, "Big Society", "y")]
     rankings: list[tuple[float, list[ScoredChunk]]] = [(1.0, a), (1.0, a)]
-    assert fuse_rrf(rankings + [(1.0, []), (0.5, [])], 5)[0].score == 1.0
-    fused = fuse_rrf(rankings + [(0.5, [a[2]])], 5)
+    assert fuse_rrf([*rankings, (1.0, []), (0.5, [])], 5)[0].score == 1.0
+    fused = fuse_rrf([*rankings, (0.5, [a[2]])], 5)
     assert [h.chunk.id for h in fused] == ["c0", "c2", "c1"]
