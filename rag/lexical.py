@@ -214,6 +214,8 @@ class LexicalIndex:
         if self._model is None:
             import bm25s
 
+            # bm25s sets its own logger to DEBUG, which would print through any root handler.
+            logging.getLogger("bm25s").setLevel(logging.WARNING)
             order = list(self._docs)
             model = bm25s.BM25(k1=BM25_K1, b=BM25_B)
             if order:
