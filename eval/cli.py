@@ -221,7 +221,8 @@ def run_command(
     collection: Annotated[str | None, typer.Option(help="Collection to retrieve from.")] = None,
     ingest: Annotated[bool, typer.Option(help="Ingest the imported corpus first (always for memory://).")] = False,
     retrieval: Annotated[
-        bool, typer.Option("--retrieval", help="Evaluate retrieval settings (targets like k=10,min_score=0.3).")
+        bool,
+        typer.Option("--retrieval", help="Evaluate retrieval settings (targets like k=10,rrf_k=20,min_score=0.3)."),
     ] = False,
     concurrency: Annotated[int, typer.Option(min=1, help="Items generated at once.")] = 4,
     retries: Annotated[int, typer.Option(min=0, help="Retries of a failed generation (429/5xx).")] = 2,

@@ -32,9 +32,11 @@ from eval.judge import PROMPT_VERSION, Judge
 from eval.prices import PriceTable
 from eval.scoring import answer_scores, retrieval_scores, similarity
 from eval.service import ServiceAnswer, ServiceTarget, is_service_target
+from rag.config import RetrievalSettings
 from rag.errors import InvalidRequest, RagError
 from rag.pipeline import Answer, Pipeline, Prepared
 from rag.registry import make_chat
+from rag.retrieval import Retriever
 from rag.seams import ChatBackend
 from rag.types import GenParams, Message, ScoredChunk
 
@@ -155,14 +157,21 @@ def safe_settings(settings: Any) -> dict[str, Any]:
     return data
 
 
+def _numeric_retrieval_settings() -> set[str]:
+    return {name for name, f in RetrievalSettings.model_fields.items() if f.annotation in (int, float)}
+
+
 def parse_variant(text: str) -> dict[str, float]:
-    """A retrieval setting target: ``k=10`` or ``k=3,min_score=0.3``."""
-    allowed = {"k", "min_score"}
+    """A retrieval setting target: ``k=10`` or ``k=3,min_score=0.3,rrf_k=20`` (any numeric retrieval setting)."""
+    allowed = _numeric_retrieval_settings()
     out: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         key, sep, value = part.partition("=")
         if not sep or key.strip() not in allowed:
-            raise InvalidRequest(f"retrieval setting {text!r}: expected k=N and/or min_score=X, comma-separated")
+            raise InvalidRequest(
+                f"retrieval setting {text!r}: expected NAME=VALUE pairs, comma-separated, NAME one of "
+                + ", ".join(sorted(allowed))
+            )
         try:
             out[key.strip()] = float(value)
         except ValueError as e:
@@ -290,6 +299,7 @@ class Runner:
         self.log = ItemLog(folder / ITEMS_FILE)
         self.k = pipeline.settings.retrieval.k
         self._variants = {t: parse_variant(t) for t in options.targets} if options.mode == "retrieval" else {}
+        self._retrievers: dict[str, Retriever] = {}
         self._backends: dict[str, ChatBackend] = {}
         self._services: dict[str, ServiceTarget] = {}
         self._shared: dict[str, asyncio.Task[Any]] = {}
@@ -505,28 +515,31 @@ class Runner:
             return f"unparsed judge reply: {verdict.raw[:200]!r}"
         return None
 
-    async def _embed(self, case: Case) -> Any:
-        async with self._retrieve_slots:
-            start = time.perf_counter()
-            vector = await self.pipeline.embedder.embed_query(case.question)
-            return vector, (time.perf_counter() - start) * 1000
+    def _retriever(self, target: str) -> Retriever:
+        """The pipeline's own hybrid retriever with this target's settings (validated like the config)."""
+        if target not in self._retrievers:
+            base = self.pipeline.settings.retrieval.model_dump()
+            try:
+                settings = RetrievalSettings.model_validate({**base, **self._variants[target]})
+            except ValidationError as e:
+                raise InvalidRequest(f"retrieval setting {target!r}: {e.errors()[0]['msg']}") from e
+            p = self.pipeline
+            self._retrievers[target] = Retriever(p.store, p.embedder, settings, p.reranker)
+        return self._retrievers[target]
 
     async def _retrieval_item(self, case: Case, target: str) -> ItemRecord:
-        vector, embed_ms = await self._shared_task(case, lambda: self._embed(case))
-        variant = self._variants[target]
-        k = int(variant.get("k", self.pipeline.settings.retrieval.k))
-        min_score = variant.get("min_score", self.pipeline.settings.retrieval.min_score)
+        retriever = self._retriever(target)
         async with self._retrieve_slots:
             start = time.perf_counter()
-            hits = await self.pipeline.store.search(vector, k, None)
-            search_ms = (time.perf_counter() - start) * 1000
-        retrieved = [h.chunk.source for h in hits if h.score >= min_score]
+            hits = await retriever.search(case.question, retriever.settings.k, None)
+            search_ms = (time.perf_counter() - start) * 1000  # query embedding included
+        retrieved = [h.chunk.source for h in hits]
         return ItemRecord(
             case_id=case.id,
             target=target,
             retrieved=retrieved,
-            retrieval_ms=embed_ms + search_ms,
+            retrieval_ms=search_ms,
             metrics=retrieval_scores(case, retrieved, self.k),
-            total_ms=embed_ms + search_ms,
+            total_ms=search_ms,
             cost=0.0,
         )

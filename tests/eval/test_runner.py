@@ -138,8 +138,19 @@ async def test_retrieval_mode_compares_retrieval_settings(eval_env: dict[str, st
         assert set(r.metrics) == {"hit@2", "recall@2", "mrr@2", "ndcg@2"}
         assert len(r.retrieved) == (1 if r.target == "k=1" else 3)
         assert r.answer == ""
-    with pytest.raises(InvalidRequest, match="expected k=N"):
+    with pytest.raises(InvalidRequest, match=r"NAME one of .*min_score.*rrf_k"):
         parse_variant("top=3")
+
+
+async def test_retrieval_mode_uses_the_pipelines_hybrid_retriever(eval_env: dict[str, str], tmp_path: Path) -> None:
+    # lexical_weight=0 leaves dense alone; the default fuses BM25 in: the two rankings must differ somewhere.
+    records = await _run(
+        tmp_path, RunOptions(targets=("k=3,min_score=0", "k=3,min_score=0,lexical_weight=0"), mode="retrieval")
+    )
+    by_target: dict[str, list[list[str]]] = {}
+    for r in sorted(records, key=lambda r: r.case_id):
+        by_target.setdefault(r.target, []).append(r.retrieved)
+    assert by_target["k=3,min_score=0"] != by_target["k=3,min_score=0,lexical_weight=0"]
 
 
 def test_a_run_folder_refuses_a_different_run(eval_env: dict[str, str], tmp_path: Path) -> None:
