@@ -9,6 +9,7 @@ from typing import Any
 
 from langchain_text_splitters import RecursiveCharacterTextSplitter
 
+from ingest.formats import PARSER_VERSION
 from ingest.loaders import Document
 from rag.ids import chunk_id, content_hash
 from rag.types import Chunk
@@ -63,7 +64,7 @@ class Chunker:
     def recipe(self) -> str:
         """What decides the chunk boundaries; a change means every document must be re-chunked."""
         counter = "tokenizer" if self.length is not approx_tokens else "approx"
-        return f"recursive:v1:{self.size}:{self.overlap}:{counter}"
+        return f"recursive:v1:{self.size}:{self.overlap}:{counter}:{PARSER_VERSION}"
 
     def split(self, text: str) -> list[str]:
         """Split one section's text into non-empty pieces within the size limit."""

@@ -178,6 +178,19 @@ class _Sections:
         self.heading_line, self.body = "", []
 
 
+# Part of every document's recipe in the sync state: bump it when a parser's output changes, so the next
+# sync re-parses documents whose bytes did not change. v2: Markdown tables become "header: value" rows.
+PARSER_VERSION = "parsers:v2"
+
+_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
+
+
+def _pipe_cells(line: str) -> list[str]:
+    """Cells of one Markdown table row (outer pipes optional, an escaped pipe kept inside a cell)."""
+    body = line.strip().removeprefix("|").removesuffix("|")
+    return [c.replace("\\|", "|").strip() for c in re.split(r"(?<!\\)\|", body)]
+
+
 def parse_markdown(data: bytes) -> Parsed:
     """Markdown: sections by ATX/setext headings (code fences respected), title from front matter or H1."""
     from markdown_it import MarkdownIt
@@ -194,12 +207,15 @@ def parse_markdown(data: bytes) -> Parsed:
             title = meta["title"].strip()
         text = text[match.end() :]
     lines = text.split("\n")
-    tokens = MarkdownIt("commonmark").parse(text)
+    tokens = MarkdownIt("commonmark").enable("table").parse(text)
     headings: dict[int, tuple[int, int, str]] = {}  # first line -> (level, end line, text)
+    tables: dict[int, int] = {}  # first line -> end line
     for i, tok in enumerate(tokens):
         if tok.type == "heading_open" and tok.map:
             heading_text = tokens[i + 1].content.strip() if i + 1 < len(tokens) else ""
             headings[tok.map[0]] = (int(tok.tag[1]), tok.map[1], heading_text)
+        elif tok.type == "table_open" and tok.map:
+            tables[tok.map[0]] = tok.map[1]
     acc = _Sections()
     n = 0
     while n < len(lines):
@@ -209,6 +225,12 @@ def parse_markdown(data: bytes) -> Parsed:
                 title = heading_text
             acc.heading(level, heading_text, f"{'#' * level} {heading_text}")
             n = end
+            continue
+        if n in tables:
+            rows = [_pipe_cells(line) for line in lines[n : tables[n]] if not _TABLE_RULE.match(line)]
+            for row_line in _row_lines(rows):
+                acc.add(row_line)
+            n = tables[n]
             continue
         acc.add(lines[n].rstrip())
         n += 1
@@ -401,8 +423,11 @@ def _pptx_shape_lines(shape: Any) -> list[str]:
 _ROWS_PER_SECTION = 50
 
 
-def _rows_as_sections(rows: list[list[str]], section: str) -> list[Section]:
-    """Table rows as ``header: value`` lines, the first non-empty row being the header."""
+def _row_lines(rows: list[list[str]]) -> list[str]:
+    """Table rows as ``header: value; ...`` lines, the first non-empty row being the header.
+
+    Each row then reads on its own wherever a chunk boundary falls.
+    """
     rows = [r for r in rows if any(c.strip() for c in r)]
     if not rows:
         return []
@@ -411,8 +436,14 @@ def _rows_as_sections(rows: list[list[str]], section: str) -> list[Section]:
     for row in rows[1:]:
         cells = [f"{header[i] if i < len(header) else f'column {i + 1}'}: {v.strip()}" for i, v in enumerate(row)]
         lines.append("; ".join(c for c in cells if not c.endswith(": ")))
-    if not lines:  # a header-only table is still text
-        lines = [" | ".join(header)]
+    return lines or [" | ".join(header)]  # a header-only table is still text
+
+
+def _rows_as_sections(rows: list[list[str]], section: str) -> list[Section]:
+    """Table rows as ``header: value`` lines, the first non-empty row being the header."""
+    lines = _row_lines(rows)
+    if not lines:
+        return []
     return [
         Section(text="\n".join(lines[i : i + _ROWS_PER_SECTION]), section=section)
         for i in range(0, len(lines), _ROWS_PER_SECTION)

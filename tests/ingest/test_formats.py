@@ -28,6 +28,14 @@ def test_markdown_sections_follow_heading_path_and_title_from_front_matter() -> 
     assert all(s.page is None for s in doc.sections)
 
 
+def test_markdown_table_rows_read_as_header_value_lines() -> None:
+    md = b"# T\n\n| Queue | Max run time |\n|:---|---:|\n| `batch` | 72 hours |\n| a \\| b | none |\n\nAfter.\n"
+    text = parse_markdown(md).sections[0].text
+    assert "Queue: `batch`; Max run time: 72 hours" in text
+    assert "Queue: a | b; Max run time: none" in text
+    assert "|---" not in text and "After." in text
+
+
 def test_markdown_code_fence_comment_is_not_a_heading_and_setext_is() -> None:
     md = b"# Top\n\nintro\n\n```bash\n# not a heading\nls\n```\n\nSub\n---\n\nbody\n"
     parsed = parse_markdown(md)
