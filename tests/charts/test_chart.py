@@ -188,6 +188,18 @@ def test_service_pods_run_non_root_on_a_read_only_root_with_a_writable_tmp(defau
     assert c["resources"]["requests"]["cpu"]
 
 
+def test_access_file_is_mounted_read_only_from_its_secret_where_the_setting_points(default_docs, all_docs):
+    assert "access" not in {v["name"] for v in pod_spec(one(default_docs, "Deployment", FULLNAME))["volumes"]}
+    spec = pod_spec(one(all_docs, "Deployment", FULLNAME))
+    (c,) = spec["containers"]
+    (mount,) = [m for m in c["volumeMounts"] if m["name"] == "access"]
+    assert mount == {"name": "access", "mountPath": "/etc/rag/access", "readOnly": True}
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "access"]
+    assert volume["secret"] == {"secretName": "rag-access", "items": [{"key": "access.yaml", "path": "access.yaml"}]}
+    config = one(all_docs, "ConfigMap", f"{FULLNAME}-config")["data"]
+    assert config["RAG_AUTH__ACCESS_FILE"] == f"{mount['mountPath']}/access.yaml"
+
+
 def test_service_replicas_avoid_sharing_a_node(default_docs, all_docs):
     soft = pod_spec(one(default_docs, "Deployment", FULLNAME))["affinity"]["podAntiAffinity"]
     term = soft["preferredDuringSchedulingIgnoredDuringExecution"][0]["podAffinityTerm"]
