@@ -67,6 +67,8 @@ _STOP_BIGRAMS = _wordset(
 _WORD = re.compile(r"\w+", re.UNICODE)
 _CJK_RUN = re.compile(r"[\uac00-\ud7a3\u3040-\u30ff\u4e00-\u9fff]{2,}")
 _HEADING = re.compile(r"^\s*(#{1,6}\s+|={3,}|-{3,}\s*$)")
+# "header: value; header: value" lines, the form ingestion gives table rows (Markdown, XLSX, CSV).
+_TABLE_ROW = re.compile(r"^[^:;]{1,60}: [^;]*(?:; [^:;]{1,60}: [^;]*)+$")
 _BULLET = re.compile(r"^\s*(?:[-*+•·▪◦‣]|\(?\d{1,3}[.)]|\(?[a-zA-Z가-힣][.)])\s+")
 # A sentence ends at . ! ? or their full-width forms, followed by space, unless the dot closes an
 # abbreviation or an initial; Korean sentences end the same way ("...합니다. 다음...").
@@ -159,6 +161,10 @@ def split_sentences(text: str) -> list[str]:
             flush()
             paragraph.append(_BULLET.sub("", line, count=1).strip())
             flush()
+        elif _TABLE_ROW.match(stripped):
+            # A table row as ingestion writes it ("Queue: batch; Max run time: 72 hours"): one line, one fact.
+            flush()
+            sentences.append(stripped)
         elif stripped.startswith("|"):
             flush()
             cells = [c.strip() for c in stripped.strip("|").split("|") if c.strip(" -:")]

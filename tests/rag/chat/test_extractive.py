@@ -43,6 +43,22 @@ def test_sentences_split_at_ends_but_not_abbreviations_and_headings_are_dropped(
     ]
 
 
+def test_table_rows_from_ingestion_are_one_sentence_each_and_the_right_row_is_quoted():
+    table = (
+        "Every job names a queue.\n\n"
+        "Queue: `interactive`; Max run time: 8 hours; Preemptible: no\n"
+        "Queue: `batch`; Max run time: 72 hours; Preemptible: no\n\nCheckpoint every 2 hours."
+    )
+    assert split_sentences(table) == [
+        "Every job names a queue.",
+        "Queue: `interactive`; Max run time: 8 hours; Preemptible: no",
+        "Queue: `batch`; Max run time: 72 hours; Preemptible: no",
+        "Checkpoint every 2 hours.",
+    ]
+    text = answer("What is the max run time in the batch queue?", sources((table,)))
+    assert text.startswith("Queue: `batch`; Max run time: 72 hours; Preemptible: no [1]")
+
+
 def test_english_answer_quotes_the_right_sentence_with_its_source_number():
     text = answer("How many vacation days do employees get?", sources(EN))
     assert text.startswith("Employees get 25 days of paid vacation per year [1].")
