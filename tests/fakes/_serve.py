@@ -8,7 +8,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Self
 
 import numpy as np
 import uvicorn
@@ -92,6 +92,46 @@ class ServerThread:
     def __enter__(self) -> ServerThread:
         self.start()
         return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+class FakeServer(FailureModes):
+    """What every fake shares: recorded request bodies, failure modes, and its app served in a thread.
+
+    A subclass sets its own fields, then calls ``self.serve(app)``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.requests: list[dict[str, Any]] = []
+
+    def serve(self, app: Any) -> None:
+        """Bind ``app`` to a free loopback port (served from :meth:`start`)."""
+        self._server = ServerThread(app)
+
+    @property
+    def port(self) -> int:
+        """The bound port."""
+        return self._server.port
+
+    def reset(self) -> None:
+        """Forget recorded requests and failure modes."""
+        super().reset()
+        self.requests.clear()
+
+    def start(self) -> Self:
+        """Start serving."""
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving."""
+        self._server.stop()
+
+    def __enter__(self) -> Self:
+        return self.start()
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -19,7 +19,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from tests.fakes._serve import FailureModes, ServerThread, canned_reply, count_words, cut, fake_vector
+from tests.fakes._serve import FakeServer, canned_reply, count_words, cut, fake_vector
 
 DEFAULT_MODELS = ("llama3.2:latest", "nomic-embed-text:latest")
 
@@ -33,45 +33,19 @@ def _now() -> str:
     return datetime.now(UTC).isoformat().replace("+00:00", "Z")
 
 
-class FakeOllamaServer(FailureModes):
+class FakeOllamaServer(FakeServer):
     """Fake Ollama server; ``with FakeOllamaServer() as s: s.host``."""
 
     def __init__(self, models: tuple[str, ...] = DEFAULT_MODELS, *, embed_dim: int = 16) -> None:
         super().__init__()
         self.models = [full_name(m) for m in models]
         self.embed_dim = embed_dim
-        self.requests: list[dict[str, Any]] = []
-        self._server = ServerThread(self._app())
+        self.serve(self._app())
 
     @property
     def host(self) -> str:
         """``http://127.0.0.1:<port>``, what ``ollama.AsyncClient(host)`` takes."""
         return self._server.root
-
-    @property
-    def port(self) -> int:
-        """The bound port."""
-        return self._server.port
-
-    def reset(self) -> None:
-        """Forget recorded requests and failure modes."""
-        super().reset()
-        self.requests.clear()
-
-    def start(self) -> FakeOllamaServer:
-        """Start serving."""
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self._server.stop()
-
-    def __enter__(self) -> FakeOllamaServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     async def _prelude(self, request: Request) -> tuple[dict[str, Any], Response | None]:
         await self.wait()

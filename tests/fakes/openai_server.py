@@ -21,7 +21,7 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from tests.fakes._serve import FailureModes, ServerThread, canned_reply, count_words, cut, fake_vector
+from tests.fakes._serve import FakeServer, canned_reply, count_words, cut, fake_vector
 
 DEFAULT_MODELS = ("fake-chat", "fake-embed")
 
@@ -32,7 +32,7 @@ def error(status: int, message: str, type_: str, code: str | None = None, param:
     return JSONResponse(body, status_code=status)
 
 
-class FakeOpenAIServer(FailureModes):
+class FakeOpenAIServer(FakeServer):
     """Fake OpenAI-compatible server; ``with FakeOpenAIServer() as s: s.base_url``."""
 
     def __init__(
@@ -48,39 +48,13 @@ class FakeOpenAIServer(FailureModes):
         self.prefix = prefix.rstrip("/")
         self.api_key = api_key
         self.embed_dim = embed_dim
-        self.requests: list[dict[str, Any]] = []
         self._ids = itertools.count(1)
-        self._server = ServerThread(self._app())
+        self.serve(self._app())
 
     @property
     def base_url(self) -> str:
         """``http://127.0.0.1:<port><prefix>``, what an OpenAI client takes as ``base_url``."""
         return self._server.root + self.prefix
-
-    @property
-    def port(self) -> int:
-        """The bound port."""
-        return self._server.port
-
-    def reset(self) -> None:
-        """Forget recorded requests and failure modes."""
-        super().reset()
-        self.requests.clear()
-
-    def start(self) -> FakeOpenAIServer:
-        """Start serving."""
-        self._server.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving."""
-        self._server.stop()
-
-    def __enter__(self) -> FakeOpenAIServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def _check(self, request: Request) -> JSONResponse | None:
         if self.api_key is not None and request.headers.get("authorization") != f"Bearer {self.api_key}":
