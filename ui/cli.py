@@ -7,7 +7,8 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -18,6 +19,7 @@ from rich.table import Table
 from eval.cli import eval_app
 from rag.config import Settings, load
 from rag.errors import ConfigError, RagError
+from rag.seams import Embedder, VectorStore
 
 app = typer.Typer(
     name="rag",
@@ -120,6 +122,20 @@ def _live(settings: Settings) -> Settings:
     return live_settings(settings)
 
 
+@asynccontextmanager
+async def _writable_store(settings: Settings) -> AsyncIterator[tuple[VectorStore, Embedder]]:
+    """The configured store, opened (created if new) for the configured embedder, closed afterwards."""
+    from rag.registry import make_embedder, make_store
+
+    embedder = make_embedder(settings)
+    store = make_store(settings)
+    try:
+        await store.open(embedder.info, create=True)
+        yield store, embedder
+    finally:
+        await store.close()
+
+
 @app.command()
 def ingest(
     source: Annotated[str, typer.Argument(help="Folder, file, file:// or s3:// URI to ingest.")],
@@ -139,19 +155,13 @@ def ingest(
     async def go() -> Any:
         from ingest.progress import RichProgress
         from ingest.worker import ingest_source, parse_shard
-        from rag.registry import make_embedder, make_store
 
         part = parse_shard(shard) if shard else None
-        embedder = make_embedder(settings)
-        store = make_store(settings)
-        try:
-            await store.open(embedder.info, create=True)
+        async with _writable_store(settings) as (store, embedder):
             with RichProgress(err) as progress:
                 return await ingest_source(
                     settings, store, embedder, source, progress=progress, shard=part, total=progress.set_total
                 )
-        finally:
-            await store.close()
 
     result = run(go)
     summary = result.to_dict()
@@ -180,18 +190,12 @@ def worker(
     async def go() -> Any:
         from ingest.service import run_worker
         from ingest.worker import parse_shard
-        from rag.registry import make_embedder, make_store
 
         part = parse_shard(shard) if shard else None
-        embedder = make_embedder(settings)
-        store = make_store(settings)
-        try:
-            await store.open(embedder.info, create=True)
+        async with _writable_store(settings) as (store, embedder):
             return await run_worker(
                 settings, store, embedder, source, interval_s=interval, watch=watch, host=host, port=port, shard=part
             )
-        finally:
-            await store.close()
 
     run(go)
 
