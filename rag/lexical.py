@@ -8,6 +8,8 @@ Tokenisers (``RAG_RETRIEVAL__TOKENIZER``):
 ``kiwi``    ``word`` for non-CJK text; Korean through the kiwipiepy morphological analyser (content
             morphemes only: nouns, verb/adjective stems, roots, foreign words, numbers). The default:
             best on the Korean set on every metric (README "Benchmarks"), same as ``word`` on English.
+            A text without Hangul is tokenised as ``bigram`` (Chinese and Japanese runs become bigrams),
+            so the analyser (about 2 s and 300 MB to load) is only loaded once Korean text is seen.
 
 Every token is a run of ``[^\W_]`` characters, so a store whose analyzer splits on non-word
 characters (Milvus's ``standard``) reproduces the tokens exactly from a space-joined string.
@@ -44,12 +46,13 @@ TOKENIZERS = ("word", "bigram", "kiwi")
 # BM25 parameters used by every backend (bm25s, Milvus index params); the usual choice for short passages.
 BM25_K1 = 0.9
 BM25_B = 0.4
-_FORMAT = 1
+_FORMAT = 2  # 2: kiwi leaves text without Hangul to the bigram tokeniser
 # Filter masks kept per index (one per distinct caller ACL / filter, oldest dropped first).
 _MASK_CACHE = 64
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _CJK = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f\u3040-\u30ff\u4e00-\u9fff]+")
+_HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
 
 
 def _wordset(text: str) -> frozenset[str]:
@@ -119,9 +122,9 @@ _KIWI_LOCK = threading.Lock()
 
 
 def kiwi_tokens(text: str) -> list[str]:
-    """``kiwi``: Korean content morphemes from kiwipiepy; other scripts as ``word``."""
-    if not _CJK.search(text):
-        return _words(text)
+    """``kiwi``: Korean content morphemes from kiwipiepy; text without Hangul as ``bigram``."""
+    if not _HANGUL.search(text):
+        return bigram_tokens(text)
     with _KIWI_LOCK:
         morphs = _kiwi().tokenize(text)
     out: list[str] = []

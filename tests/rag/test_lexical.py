@@ -37,6 +37,23 @@ def test_kiwi_tokens_of_english_text_equal_word_tokens():
     assert kiwi_tokens("How long may GPU jobs run?") == word_tokens("How long may GPU jobs run?")
 
 
+def test_kiwi_leaves_text_without_hangul_to_bigrams_and_never_loads_the_analyser_for_it():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from rag.lexical import kiwi_tokens, bigram_tokens\n"
+        "text = 'Tokyo 東京都 is the capital; 北京 too'\n"
+        "assert kiwi_tokens(text) == bigram_tokens(text), kiwi_tokens(text)\n"
+        "assert '東京' in kiwi_tokens(text) and '京都' in kiwi_tokens(text)\n"
+        "assert 'kiwipiepy' not in sys.modules\n"
+        "kiwi_tokens('한국어 문장')\n"
+        "assert 'kiwipiepy' in sys.modules\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_every_token_is_a_run_of_word_characters_so_milvus_standard_analyzer_keeps_it():
     import re
 
