@@ -69,9 +69,12 @@ class Chunker:
     def split(self, text: str) -> list[str]:
         """Split one section's text into non-empty pieces within the size limit."""
         text = text.strip()
+        if self.length(text) <= self.size:
+            # What the splitter would return for text that fits (one piece), without its per-piece token counts.
+            return [text] if text else []
         head, sep, body = text.partition("\n\n")
         head_len = self.length(head) if sep else self.size
-        if sep and body.strip() and head_len <= self.size // 4 and self.length(text) > self.size:
+        if sep and body.strip() and head_len <= self.size // 4:
             # A heading (or short lead paragraph) would become a chunk of its own; keep it with the
             # first piece of its body instead, which is then split a little smaller to make room.
             splitter = self._splitter_for(self.size - head_len - 1)

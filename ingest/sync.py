@@ -96,26 +96,35 @@ class SyncState:
 
     def begin(self, source: str, ids: list[str]) -> None:
         """Record the ids about to be written for a document (step 1 of the protocol)."""
+        self.begin_many([(source, ids)])
+
+    def begin_many(self, docs: list[tuple[str, list[str]]]) -> None:
+        """``begin`` for several documents in one transaction (one commit, one fsync)."""
         with self._db:
-            row = self._db.execute("SELECT pending FROM docs WHERE source = ?", (source,)).fetchone()
-            # Ids still pending from an interrupted earlier write stay listed: they may be in the
-            # store, and forgetting them here would leave them behind as orphans if this write dies too.
-            earlier = json.loads(row[0]) if row and row[0] else []
-            pending = json.dumps(sorted(set(ids) | set(earlier)))
-            cur = self._db.execute("UPDATE docs SET pending = ? WHERE source = ?", (pending, source))
-            if cur.rowcount == 0:
-                # A new document: nothing is current yet; the empty doc_hash marks it until finish.
-                self._db.execute(
-                    "INSERT INTO docs (source, doc_hash, recipe, ids, pending) VALUES (?, '', '', '[]', ?)",
-                    (source, pending),
-                )
+            for source, ids in docs:
+                row = self._db.execute("SELECT pending FROM docs WHERE source = ?", (source,)).fetchone()
+                # Ids still pending from an interrupted earlier write stay listed: they may be in the
+                # store, and forgetting them here would leave them behind as orphans if this write dies too.
+                earlier = json.loads(row[0]) if row and row[0] else []
+                pending = json.dumps(sorted(set(ids) | set(earlier)))
+                cur = self._db.execute("UPDATE docs SET pending = ? WHERE source = ?", (pending, source))
+                if cur.rowcount == 0:
+                    # A new document: nothing is current yet; the empty doc_hash marks it until finish.
+                    self._db.execute(
+                        "INSERT INTO docs (source, doc_hash, recipe, ids, pending) VALUES (?, '', '', '[]', ?)",
+                        (source, pending),
+                    )
 
     def finish(self, source: str, ids: list[str], *, doc_hash: str, recipe: str) -> None:
         """Make the written ids current (step 3 of the protocol)."""
+        self.finish_many([(source, ids, doc_hash, recipe)])
+
+    def finish_many(self, docs: list[tuple[str, list[str], str, str]]) -> None:
+        """``finish`` for several ``(source, ids, doc_hash, recipe)`` in one transaction."""
         with self._db:
-            self._db.execute(
+            self._db.executemany(
                 "UPDATE docs SET doc_hash = ?, recipe = ?, ids = ?, pending = NULL WHERE source = ?",
-                (doc_hash, recipe, json.dumps(ids), source),
+                [(doc_hash, recipe, json.dumps(ids), source) for source, ids, doc_hash, recipe in docs],
             )
 
     def clear_pending(self, source: str) -> None:

@@ -27,6 +27,7 @@ from rag.types import Chunk
 log = logging.getLogger(__name__)
 
 # Batches of chunks sorted by length together before embedding (bounds the chunks held in memory).
+# The window starts at one batch and doubles up to this, so the model starts work on the first batch.
 _WINDOW = 8
 
 # progress(status, source): status is one of added, updated, regrouped, unchanged, deleted, skipped, failed.
@@ -121,10 +122,11 @@ class _Writer:
     Overlapped: ``add`` hands full batches to a consumer task through a bounded queue, so parsing and
     chunking of the next documents run while a batch is embedded, and a batch's store write runs while
     the next one is embedded (one embed and one write in flight; order of writes kept). Pending ids are
-    recorded by ``add`` before a batch is queued, so the crash-safety protocol is unchanged.
+    recorded (one transaction for the whole window) before any of its batches is queued, so the
+    crash-safety protocol is unchanged; documents finished by one write are recorded in one transaction.
 
-    Chunks are collected into a window of ``_WINDOW`` batches and sorted by length before being cut into
-    batches, so a batch holds chunks of similar length and the model pads little (as
+    Chunks are collected into a window of up to ``_WINDOW`` batches and sorted by length before being cut
+    into batches, so a batch holds chunks of similar length and the model pads little (as
     ``SentenceTransformer.encode`` does over one whole call); a document is finished once all its chunks
     are written, whichever batches they went to.
     """
@@ -136,21 +138,27 @@ class _Writer:
         self._batch_size = batch_size
         self._tally, self._note = tally, note
         self._buffer: list[tuple[Chunk, _Job]] = []
+        self._jobs: list[_Job] = []  # documents in the buffer, not yet begun
+        self._window = 1
         self._queue: asyncio.Queue[list[tuple[Chunk, _Job]] | None] = asyncio.Queue(maxsize=2)
         self._consumer: asyncio.Task[None] | None = None
 
     async def add(self, job: _Job, chunks: list[Chunk]) -> None:
-        """Queue a document's chunks (its pending ids are recorded first); hand full batches on."""
-        self._state.begin(job.source, job.new_ids)
+        """Buffer a document's chunks; hand full batches on once a window is full."""
         if not chunks:
-            await self._finish(job)
+            self._state.begin(job.source, job.new_ids)
+            await self._finish([job])
             return
+        self._jobs.append(job)
         self._buffer.extend((c, job) for c in chunks)
-        if len(self._buffer) >= self._batch_size * _WINDOW:
+        if len(self._buffer) >= self._batch_size * self._window:
             await self._emit()
+            self._window = min(2 * self._window, _WINDOW)
 
     async def _emit(self) -> None:
-        """Hand the buffered chunks on in batches of similar length (longest first)."""
+        """Record the buffered documents' pending ids, then hand their chunks on in batches of similar length."""
+        self._state.begin_many([(j.source, j.new_ids) for j in self._jobs])
+        self._jobs = []
         window = sorted(self._buffer, key=lambda cj: -len(cj[0].text))
         self._buffer = []
         for start in range(0, len(window), self._batch_size):
@@ -203,16 +211,19 @@ class _Writer:
             job.remaining -= 1
             if job.remaining == 0:
                 done.append(job)
-        for job in done:
-            await self._finish(job)
+        if done:
+            await self._finish(done)
 
-    async def _finish(self, job: _Job) -> None:
-        if job.stale_ids:
-            await self._store.delete(job.stale_ids)
-            self._tally.chunks_deleted += len(job.stale_ids)
-        self._state.finish(job.source, job.new_ids, doc_hash=job.doc_hash, recipe=job.recipe)
-        self._tally.counts[job.status] += 1
-        self._note(job.status, job.source)
+    async def _finish(self, jobs: list[_Job]) -> None:
+        """Delete the documents' stale chunks, then make their new ids current (one transaction)."""
+        stale = [i for job in jobs for i in job.stale_ids]
+        if stale:
+            await self._store.delete(stale)
+            self._tally.chunks_deleted += len(stale)
+        self._state.finish_many([(j.source, j.new_ids, j.doc_hash, j.recipe) for j in jobs])
+        for job in jobs:
+            self._tally.counts[job.status] += 1
+            self._note(job.status, job.source)
 
 
 async def ingest_source(
