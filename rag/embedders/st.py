@@ -12,6 +12,7 @@ onnxruntime dynamic int8 quantisation of the weights). Exports are cached under 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import hashlib
 import json
 import logging
@@ -86,6 +87,9 @@ class SentenceTransformerEmbedder:
         self._document_prefix = document_prefix
         # torch releases the GIL but one model is not safe to run from several threads at once.
         self._lock = threading.Lock()
+        # Every encode runs on this one thread: torch called from a different pool thread each time
+        # keeps per-thread buffers in each of them (about 0.5 GB more peak memory while ingesting).
+        self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embed")
         self.backend = backend
         self._onnx: _OnnxRunner | None = None
         if backend.startswith("onnx"):
@@ -133,14 +137,15 @@ class SentenceTransformerEmbedder:
     async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
         """Embed passages in a worker thread."""
         prefixed = [self._document_prefix + t for t in texts]
-        return await asyncio.to_thread(self.encode, prefixed)
+        return await asyncio.get_running_loop().run_in_executor(self._thread, self.encode, prefixed)
 
     async def close(self) -> None:
         """Nothing to release: the model lives as long as the process."""
 
     async def embed_query(self, text: str) -> np.ndarray:
         """Embed one query in a worker thread."""
-        vectors = await asyncio.to_thread(self.encode, [self._query_prefix + text])
+        query = [self._query_prefix + text]
+        vectors = await asyncio.get_running_loop().run_in_executor(self._thread, self.encode, query)
         return vectors[0]
 
 
