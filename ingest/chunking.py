@@ -27,7 +27,7 @@ _APPROX_TOKEN = re.compile(
 )
 
 # [CLS] and [SEP] (or their equivalents) take two places of the model's input.
-_SPECIAL_TOKENS = 2
+SPECIAL_TOKENS = 2
 
 
 def approx_tokens(text: str) -> int:
@@ -42,8 +42,8 @@ class Chunker:
         tokenizer = getattr(embedder, "tokenizer", None)
         max_tokens = getattr(embedder, "max_tokens", None)
         size = chunk_size
-        if isinstance(max_tokens, int) and max_tokens - _SPECIAL_TOKENS < size:
-            size = max_tokens - _SPECIAL_TOKENS
+        if isinstance(max_tokens, int) and max_tokens - SPECIAL_TOKENS < size:
+            size = max_tokens - SPECIAL_TOKENS
             log.info("chunk_size %d exceeds what the embedder reads; using %d tokens", chunk_size, size)
         overlap = min(chunk_overlap, size // 2)
         if overlap != chunk_overlap:
@@ -56,6 +56,7 @@ class Chunker:
             self.length: Callable[[str], int] = count
         else:
             self.length = approx_tokens
+        self._tokenizer = tokenizer if callable(tokenizer) else None
         self.size = size
         self.overlap = overlap
         self._splitter = self._splitter_for(size)
@@ -65,6 +66,12 @@ class Chunker:
         """What decides the chunk boundaries; a change means every document must be re-chunked."""
         counter = "tokenizer" if self.length is not approx_tokens else "approx"
         return f"recursive:v1:{self.size}:{self.overlap}:{counter}:{PARSER_VERSION}"
+
+    def lengths(self, texts: list[str]) -> list[int]:
+        """Token counts of several texts (one batched tokenizer call when the embedder has a tokenizer)."""
+        if self._tokenizer is not None and texts:
+            return [len(ids) for ids in self._tokenizer(texts, add_special_tokens=False)["input_ids"]]
+        return [self.length(t) for t in texts]
 
     def split(self, text: str) -> list[str]:
         """Split one section's text into non-empty pieces within the size limit."""

@@ -14,11 +14,11 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ingest.chunking import Chunker
+from ingest.chunking import SPECIAL_TOKENS, Chunker
 from ingest.formats import ParseError
 from ingest.loaders import Item, make_loader, parse
 from ingest.sync import DocState, SyncState, state_path
-from rag.config import Settings
+from rag.config import EmbedSettings, Settings
 from rag.errors import InvalidRequest
 from rag.ids import content_hash
 from rag.seams import Embedder, VectorStore
@@ -125,17 +125,25 @@ class _Writer:
     recorded (one transaction for the whole window) before any of its batches is queued, so the
     crash-safety protocol is unchanged; documents finished by one write are recorded in one transaction.
 
-    Chunks are collected into a window of up to ``_WINDOW`` batches and sorted by length before being cut
-    into batches, so a batch holds chunks of similar length and the model pads little (as
-    ``SentenceTransformer.encode`` does over one whole call); a document is finished once all its chunks
-    are written, whichever batches they went to.
+    Chunks are collected into a window of up to ``_WINDOW`` batches and sorted by token count before being
+    cut into batches of at most ``batch_size`` chunks and ``batch_tokens`` padded tokens, so a batch holds
+    chunks of similar length, the model pads little, and a batch of long chunks is smaller (less padding
+    than ``SentenceTransformer.encode`` over one whole call, and a lower memory peak); a document is
+    finished once all its chunks are written, whichever batches they went to.
     """
 
     def __init__(
-        self, store: VectorStore, embedder: Embedder, state: SyncState, batch_size: int, tally: _Tally, note: Progress
+        self,
+        store: VectorStore,
+        embedder: Embedder,
+        state: SyncState,
+        chunker: Chunker,
+        settings: EmbedSettings,
+        tally: _Tally,
+        note: Progress,
     ) -> None:
-        self._store, self._embedder, self._state = store, embedder, state
-        self._batch_size = batch_size
+        self._store, self._embedder, self._state, self._chunker = store, embedder, state, chunker
+        self._batch_size, self._batch_tokens = settings.batch_size, settings.batch_tokens
         self._tally, self._note = tally, note
         self._buffer: list[tuple[Chunk, _Job]] = []
         self._jobs: list[_Job] = []  # documents in the buffer, not yet begun
@@ -159,10 +167,21 @@ class _Writer:
         """Record the buffered documents' pending ids, then hand their chunks on in batches of similar length."""
         self._state.begin_many([(j.source, j.new_ids) for j in self._jobs])
         self._jobs = []
-        window = sorted(self._buffer, key=lambda cj: -len(cj[0].text))
-        self._buffer = []
-        for start in range(0, len(window), self._batch_size):
-            await self._put(window[start : start + self._batch_size])
+        buffer, self._buffer = self._buffer, []
+        lengths = self._chunker.lengths([c.text for c, _ in buffer])
+        batch: list[tuple[Chunk, _Job]] = []
+        longest = 0  # padded length of the batch: its first (longest) chunk
+        for i in sorted(range(len(buffer)), key=lambda i: -lengths[i]):
+            full = len(batch) >= self._batch_size
+            over = self._batch_tokens > 0 and (len(batch) + 1) * longest > self._batch_tokens
+            if batch and (full or over):
+                await self._put(batch)
+                batch = []
+            if not batch:
+                longest = min(lengths[i], self._chunker.size) + SPECIAL_TOKENS
+            batch.append(buffer[i])
+        if batch:
+            await self._put(batch)
 
     async def _put(self, batch: list[tuple[Chunk, _Job]] | None) -> None:
         if self._consumer is None:
@@ -273,7 +292,7 @@ async def ingest_source(
         if state.count() and await store.count() == 0:
             log.warning("collection %s is empty but %s lists documents; starting afresh", store.name, state.path)
             state.reset()
-        writer = _Writer(store, embedder, state, settings.embed.batch_size, tally, note)
+        writer = _Writer(store, embedder, state, chunker, settings.embed, tally, note)
         seen: set[str] = set()
         unlisted: list[str] = []  # folders that could not be listed: their stored documents are kept
         items = [i async for i in loader.items() if shard is None or shard_of(i.uri, shard[1]) == shard[0]]

@@ -221,3 +221,39 @@ async def test_state_is_reset_when_the_store_was_emptied(settings: Settings, cor
     fresh = MemoryStore("docs")  # same state file, empty store (e.g. memory store in a new process)
     report = await ingest_source(settings, fresh, embedder, str(corpus))
     assert report.added == 12 and await fresh.count() > 0
+
+
+class BatchRecordingEmbedder(HashingEmbedder):
+    """The hashing embedder, keeping every batch it is given."""
+
+    def __init__(self) -> None:
+        super().__init__(64)
+        self.batches: list[list[str]] = []
+
+    async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.batches.append(list(texts))
+        return await super().embed_documents(texts)
+
+
+@pytest.mark.parametrize("budget", [0, 400, 1200])
+async def test_embedding_batches_respect_batch_size_and_padded_token_budget(
+    settings: Settings, corpus: Path, budget: int
+) -> None:
+    from ingest.chunking import SPECIAL_TOKENS, approx_tokens
+
+    settings.embed.batch_tokens = budget
+    settings.ingest.chunk_size = 120
+    embedder, store = BatchRecordingEmbedder(), MemoryStore("docs")
+    report = await ingest_source(settings, store, embedder, str(corpus))
+    sizes = [len(b) for b in embedder.batches]
+    assert sum(sizes) == report.chunks_embedded == report.chunks_added == await store.count()
+    assert max(sizes) <= settings.embed.batch_size
+    for batch in embedder.batches:
+        tokens = [approx_tokens(t) for t in batch]
+        assert tokens == sorted(tokens, reverse=True)  # longest first: the first chunk sets the padding
+        if budget and len(batch) > 1:
+            assert len(batch) * (tokens[0] + SPECIAL_TOKENS) <= budget
+    if budget == 0:  # only the last batch of a window may be short
+        assert sizes.count(settings.embed.batch_size) >= len(sizes) - 4
+    else:  # long chunks go in smaller batches, short ones still fill a batch
+        assert min(sizes) < settings.embed.batch_size <= max(sizes)
