@@ -307,11 +307,14 @@ class MilvusStore:
         )
         index = MilvusClient.prepare_index_params()
         index.add_index("vector", index_type="HNSW", metric_type="COSINE", params={"M": 16, "efConstruction": 200})
+        bm25 = {"bm25_k1": BM25_K1, "bm25_b": BM25_B}
+        # pymilvus flattens params into one key per parameter, which a server reads; Milvus Lite reads
+        # only a JSON "params" key and silently keeps its defaults (k1 1.5, b 0.75) otherwise.
         index.add_index(
             "text_sparse",
             index_type="SPARSE_INVERTED_INDEX",
             metric_type="BM25",
-            params={"bm25_k1": BM25_K1, "bm25_b": BM25_B},
+            params={"params": bm25} if self._lite else bm25,
         )
         self._client.create_collection(
             self._name,
