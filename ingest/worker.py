@@ -61,6 +61,24 @@ def shard_of(uri: str, count: int) -> int:
     return int.from_bytes(digest, "big") % count
 
 
+def plan_batches(lengths: Sequence[int], batch_size: int, batch_tokens: int) -> list[list[int]]:
+    """Embedding batches over texts of the given token lengths: indices, longest first.
+
+    A batch holds at most ``batch_size`` texts and, unless it is a single text, at most
+    ``batch_tokens`` padded tokens (its size times its first, longest text; 0 = no limit).
+    """
+    batches: list[list[int]] = []
+    batch: list[int] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        if batch and (len(batch) >= batch_size or 0 < batch_tokens < (len(batch) + 1) * lengths[batch[0]]):
+            batches.append(batch)
+            batch = []
+        batch.append(i)
+    if batch:
+        batches.append(batch)
+    return batches
+
+
 @dataclass(frozen=True)
 class IngestReport:
     """Outcome of one ingestion run; ``skipped`` and ``failed`` hold (source, reason) pairs."""
@@ -168,20 +186,11 @@ class _Writer:
         self._state.begin_many([(j.source, j.new_ids) for j in self._jobs])
         self._jobs = []
         buffer, self._buffer = self._buffer, []
-        lengths = self._chunker.lengths([c.text for c, _ in buffer])
-        batch: list[tuple[Chunk, _Job]] = []
-        longest = 0  # padded length of the batch: its first (longest) chunk
-        for i in sorted(range(len(buffer)), key=lambda i: -lengths[i]):
-            full = len(batch) >= self._batch_size
-            over = self._batch_tokens > 0 and (len(batch) + 1) * longest > self._batch_tokens
-            if batch and (full or over):
-                await self._put(batch)
-                batch = []
-            if not batch:
-                longest = min(lengths[i], self._chunker.size) + SPECIAL_TOKENS
-            batch.append(buffer[i])
-        if batch:
-            await self._put(batch)
+        lengths = [
+            min(n, self._chunker.size) + SPECIAL_TOKENS for n in self._chunker.lengths([c.text for c, _ in buffer])
+        ]
+        for batch in plan_batches(lengths, self._batch_size, self._batch_tokens):
+            await self._put([buffer[i] for i in batch])
 
     async def _put(self, batch: list[tuple[Chunk, _Job]] | None) -> None:
         if self._consumer is None:

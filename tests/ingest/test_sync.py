@@ -257,3 +257,14 @@ async def test_embedding_batches_respect_batch_size_and_padded_token_budget(
         assert sizes.count(settings.embed.batch_size) >= len(sizes) - 4
     else:  # long chunks go in smaller batches, short ones still fill a batch
         assert min(sizes) < settings.embed.batch_size <= max(sizes)
+
+
+def test_plan_batches_longest_first_within_size_and_padded_token_budget() -> None:
+    from ingest.worker import plan_batches
+
+    lengths = [10, 256, 12, 256, 100, 11, 256, 9]
+    assert plan_batches([], 4, 100) == []
+    assert plan_batches(lengths, 4, 0) == [[1, 3, 6, 4], [2, 5, 0, 7]]  # size only
+    # 2 x 256 > 500: each long text alone (one text may exceed the budget); short ones share a batch.
+    assert plan_batches(lengths, 4, 500) == [[1], [3], [6], [4, 2, 5, 0], [7]]
+    assert all(len(b) <= 4 for b in plan_batches(lengths, 4, 10_000))

@@ -1,0 +1,116 @@
+"""Embedding batch plans: encode rate by batch size and padded-token budget (chooses ``embed.batch_tokens``).
+
+Usage:
+    python benchmarks/batching.py --data /work/shared/data --out bench-results/batching.json
+
+The chunks are exactly what ingestion makes of the sample handbook (examples/docs: English and Korean) and of the
+first ``--docs`` HotpotQA BEIR passages (chunk size 300 / overlap 40 MiniLM tokens, capped at the model's 254).
+Each plan is cut by ``ingest.worker.plan_batches`` from the chunks' token counts, as ingestion does, and every
+batch is one ``encode`` call of the bundled all-MiniLM-L6-v2 (``--backend``); plans are interleaved over
+``--rounds`` rounds and the median chunks/s is reported. ``budget 0`` is plain length-sorted batches of 64.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+REPO = Path(__file__).resolve().parent.parent
+HOTPOT = Path("multihop_en/hotpotqa/beir/corpus.jsonl")
+PLANS = [(64, 0), (64, 8192), (64, 4096), (64, 2048), (64, 1024), (16, 0), (8, 0)]
+
+
+def corpus_chunks(source: Path, embedder: Any) -> list[str]:
+    from ingest.chunking import Chunker
+    from ingest.loaders import make_loader, parse
+    from rag.config import IngestSettings
+
+    settings = IngestSettings(chunk_size=300, chunk_overlap=40)
+    loader = make_loader(str(source), settings)
+    chunker = Chunker(settings.chunk_size, settings.chunk_overlap, embedder)
+
+    async def go() -> list[str]:
+        out: list[str] = []
+        async for item in loader.items():
+            if not (item.skip or item.error):
+                out += [c.text for c in chunker.chunks(parse(item, await loader.fetch(item)), ingested_at=0.0)]
+        return out
+
+    return asyncio.run(go())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"), help="shared data folder")
+    parser.add_argument("--out", type=Path, default=Path("bench-results/batching.json"))
+    parser.add_argument("--docs", type=int, default=500, help="HotpotQA passages")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--backend", default="torch-bf16", help="st:// inference backend")
+    args = parser.parse_args()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    from ingest.chunking import SPECIAL_TOKENS, Chunker
+    from ingest.worker import plan_batches
+    from rag.embedders.st import SentenceTransformerEmbedder, bundled_minilm_path
+
+    started = time.perf_counter()
+    embedder = SentenceTransformerEmbedder(
+        bundled_minilm_path(), "all-MiniLM-L6-v2", backend=args.backend, cache_dir=Path(tempfile.gettempdir())
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        hotpot = Path(tmp) / "hotpot"
+        hotpot.mkdir()
+        with (args.data / HOTPOT).open(encoding="utf-8") as f:
+            for i, line in zip(range(args.docs), f, strict=False):
+                doc = json.loads(line)
+                (hotpot / f"p{i:06d}.md").write_text(f"# {doc.get('title') or i}\n\n{doc['text']}\n", encoding="utf-8")
+        corpora = {"examples/docs": corpus_chunks(REPO / "examples" / "docs", embedder),
+                   f"hotpotqa {args.docs}": corpus_chunks(hotpot, embedder)}  # fmt: skip
+    chunker = Chunker(300, 40, embedder)
+    embedder.encode(["warm-up"] * 64)
+    results: dict[str, Any] = {}
+    for name, texts in corpora.items():
+        lengths = [min(n, chunker.size) + SPECIAL_TOKENS for n in chunker.lengths(texts)]
+        rates: dict[str, list[float]] = {}
+        for _ in range(args.rounds):
+            for size, budget in PLANS:
+                plan = plan_batches(lengths, size, budget)
+                t = time.perf_counter()
+                for batch in plan:
+                    embedder.encode([texts[i] for i in batch])
+                rates.setdefault(f"{size}/{budget}", []).append(len(texts) / (time.perf_counter() - t))
+        results[name] = {
+            "chunks": len(texts),
+            "tokens": sum(lengths),
+            "chunks_per_s": {k: round(statistics.median(v), 1) for k, v in rates.items()},
+        }
+        print(name, results[name], f"load {os.getloadavg()[0]:.1f}", flush=True)
+    lines = ["| batch size / token budget | " + " | ".join(f"{n} ({r['chunks']} chunks)" for n, r in results.items())
+             + " |", "|---|" + "---|" * len(results)]  # fmt: skip
+    for size, budget in PLANS:
+        key = f"{size}/{budget}"
+        lines.append(f"| {size} / {budget or 'none'} | " + " | ".join(
+            f"{r['chunks_per_s'][key]:.1f}" for r in results.values()) + " |")  # fmt: skip
+    md = "\n".join(lines) + (
+        f"\n\n{os.cpu_count()} cores, {platform.machine()}, python {platform.python_version()}, backend "
+        f"{args.backend}, {args.rounds} rounds, medians, wall time {time.perf_counter() - started:.0f} s\n"
+    )
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"backend": args.backend, "results": results}, indent=2), encoding="utf-8")
+    args.out.with_suffix(".md").write_text(md, encoding="utf-8")
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
