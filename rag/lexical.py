@@ -6,10 +6,17 @@ Tokenisers (``RAG_RETRIEVAL__TOKENIZER``):
 ``bigram``  ``word`` for non-CJK text; Hangul/CJK runs become overlapping character bigrams, so
             ``휴가는`` still meets ``휴가를`` without a dictionary.
 ``kiwi``    ``word`` for non-CJK text; Korean through the kiwipiepy morphological analyser (content
-            morphemes only: nouns, verb/adjective stems, roots, foreign words, numbers). The default:
-            best on the Korean set on every metric (README "Benchmarks"), same as ``word`` on English.
-            A text without Hangul is tokenised as ``bigram`` (Chinese and Japanese runs become bigrams),
-            so the analyser (about 2 s and 300 MB to load) is only loaded once Korean text is seen.
+            morphemes only: nouns, verb/adjective stems, roots, foreign words, numbers), plus each
+            compound of adjacent nouns written together (``지방은행`` gives ``지방``, ``은행`` and
+            ``지방은행``, so the compound outranks text that has its parts apart). The default: best on
+            the Korean set (README "Benchmarks"), same as ``word`` on English. A text without Hangul is
+            tokenised as ``bigram`` (Chinese and Japanese runs become bigrams), so the analyser (about
+            2 s and 300 MB to load) is only loaded once Korean text is seen.
+
+Korean queries with ``kiwi`` (:func:`hangul_fusion`): the morpheme ranking is fused by reciprocal rank
+with a character-bigram ranking of the same chunks, because each finds what the other misses (an OCR
+split or a wrong analysis loses a morpheme but keeps most bigrams). Stores run both and fuse them in
+:func:`fuse_lexical`; queries without Hangul get the single ranking.
 
 Every token is a run of ``[^\W_]`` characters, so a store whose analyzer splits on non-word
 characters (Milvus's ``standard``) reproduces the tokens exactly from a space-joined string.
@@ -43,10 +50,13 @@ log = logging.getLogger(__name__)
 
 Tokenizer = Callable[[str], list[str]]
 TOKENIZERS = ("word", "bigram", "kiwi")
-# BM25 parameters used by every backend (bm25s, Milvus index params); the usual choice for short passages.
+# BM25 parameters used by every backend (bm25s, Milvus index params). b chosen on the benchmark's dev half
+# of every set (README "Retrieval"): 0.6 over 0.4 lifts Korean and HotpotQA, costs XQuAD/MuSiQue little.
 BM25_K1 = 0.9
-BM25_B = 0.4
-_FORMAT = 2  # 2: kiwi leaves text without Hangul to the bigram tokeniser
+BM25_B = 0.6
+# Reciprocal-rank constant of the morpheme + bigram fusion for Korean queries (flat between 2 and 60).
+LEXICAL_RRF_K = 5
+_FORMAT = 3  # 2: kiwi leaves text without Hangul to the bigram tokeniser; 3: kiwi adds noun compounds
 # Filter masks kept per index (one per distinct caller ACL / filter, oldest dropped first).
 _MASK_CACHE = 64
 
@@ -69,6 +79,8 @@ _STOPWORDS = _wordset(
 )
 # Content morphemes kept from kiwi: nouns, pronoun-free; verb/adjective stems; roots; foreign; numbers; hanja.
 _KIWI_TAGS = frozenset({"NNG", "NNP", "NNB", "NR", "VV", "VA", "XR", "SL", "SN", "SH", "MAG"})
+# Morphemes that join into a compound token when written together (nouns, roots, numbers, foreign words).
+_KIWI_COMPOUND = frozenset({"NNG", "NNP", "NNB", "NR", "XR", "SL", "SN", "SH"})
 
 
 def _is_cjk(c: str) -> bool:
@@ -128,10 +140,42 @@ def kiwi_tokens(text: str) -> list[str]:
     with _KIWI_LOCK:
         morphs = _kiwi().tokenize(text)
     out: list[str] = []
+    run: list[Any] = []  # adjacent compound-forming morphemes with no gap between them
+
+    def compound() -> None:
+        joined = "".join(_WORD.findall("".join(m.form for m in run).lower()))  # "1,000억원" -> "1000억원"
+        if len(run) > 1 and joined:
+            out.append(joined)
+        run.clear()
+
     for m in morphs:
         if m.tag in _KIWI_TAGS:
             out.extend(_words(m.form) if m.tag == "SL" else _WORD.findall(m.form.lower()))
+        if m.tag in _KIWI_COMPOUND:
+            if run and run[-1].start + run[-1].len != m.start:
+                compound()
+            run.append(m)
+        else:
+            compound()
+    compound()
     return out
+
+
+def hangul_fusion(tokenizer: str, query: str) -> bool:
+    """Whether a query's BM25 ranking is fused from morphemes and character bigrams (``kiwi``, Hangul query)."""
+    return tokenizer == "kiwi" and bool(_HANGUL.search(query))
+
+
+def fuse_lexical(rankings: Sequence[Sequence[ScoredChunk]], k: int) -> list[ScoredChunk]:
+    """Equal-weight reciprocal rank fusion of lexical rankings, top ``k``; score = sum of 1 / (K + rank)."""
+    total: dict[str, float] = {}
+    first: dict[str, ScoredChunk] = {}
+    for ranking in rankings:
+        for rank, hit in enumerate(ranking, 1):
+            total[hit.chunk.id] = total.get(hit.chunk.id, 0.0) + 1.0 / (LEXICAL_RRF_K + rank)
+            first.setdefault(hit.chunk.id, hit)
+    order = sorted(total, key=lambda i: -total[i])[:k]
+    return [ScoredChunk(first[i].chunk, total[i]) for i in order]
 
 
 def make_tokenizer(name: str) -> Tokenizer:
@@ -164,6 +208,7 @@ class LexicalIndex:
         self.path = path
         self._docs: dict[str, tuple[Chunk, list[str]]] = {}
         self._model: Any = None
+        self._bigram: Any = None  # built on the first Korean query of a kiwi index (see hangul_fusion)
         self._order: list[str] = []
         self._dirty = False
         self._masks: dict[tuple[Any, ...], np.ndarray] = {}
@@ -198,6 +243,7 @@ class LexicalIndex:
 
     def _changed(self) -> None:
         self._model = None
+        self._bigram = None
         self._masks.clear()
         self._dirty = True
 
@@ -224,8 +270,18 @@ class LexicalIndex:
             if order:
                 # An empty token list would break bm25s; the empty token it adds scores nothing.
                 model.index([self._docs[i][1] or [""] for i in order], show_progress=False)
-            self._model, self._order = model, order
+            self._model, self._order, self._bigram = model, order, None
         return self._model, self._order
+
+    def _bigram_built(self, order: list[str]) -> Any:
+        """BM25 over character bigrams of the same chunks in the same order (not persisted: cheap to derive)."""
+        if self._bigram is None:
+            import bm25s
+
+            model = bm25s.BM25(k1=BM25_K1, b=BM25_B)
+            model.index([bigram_tokens(lexical_text(self._docs[i][0])) or [""] for i in order], show_progress=False)
+            self._bigram = model
+        return self._bigram
 
     def search(self, query: str, k: int, flt: Filter | None = None) -> list[ScoredChunk]:
         """Top-k chunks by BM25 among those the filter admits; chunks sharing no token are left out."""
@@ -236,18 +292,24 @@ class LexicalIndex:
             model, order = self._built()
             if not order:
                 return []
-            ids = model.get_tokens_ids(tokens)
-            if not ids:
-                return []
-            scores = np.asarray(model.get_scores_from_ids(ids), dtype=np.float64)
-            docs = self._docs
-            if flt is not None:
-                scores = np.where(self._mask(flt, order), scores, 0.0)
-            n = int((scores > 0).sum())
-            if n == 0:
-                return []
-            top = np.argsort(-scores, kind="stable")[: min(k, n)]
-            return [ScoredChunk(docs[order[i]][0], float(scores[i])) for i in top]
+            hits = self._ranked(model, order, tokens, k, flt)
+            if hangul_fusion(self.tokenizer_name, query):
+                bigrams = self._ranked(self._bigram_built(order), order, bigram_tokens(query), k, flt)
+                hits = fuse_lexical([hits, bigrams], k)
+            return hits
+
+    def _ranked(self, model: Any, order: list[str], tokens: list[str], k: int, flt: Filter | None) -> list[ScoredChunk]:
+        ids = model.get_tokens_ids(tokens)
+        if not ids:
+            return []
+        scores = np.asarray(model.get_scores_from_ids(ids), dtype=np.float64)
+        if flt is not None:
+            scores = np.where(self._mask(flt, order), scores, 0.0)
+        n = int((scores > 0).sum())
+        if n == 0:
+            return []
+        top = np.argsort(-scores, kind="stable")[: min(k, n)]
+        return [ScoredChunk(self._docs[order[i]][0], float(scores[i])) for i in top]
 
     # --- persistence -------------------------------------------------------------------------------
 
@@ -289,6 +351,7 @@ class LexicalIndex:
         with self._lock:
             self._docs = docs
             self._model = None
+            self._bigram = None
             self._masks.clear()
             self._dirty = False
         return True

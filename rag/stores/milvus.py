@@ -6,6 +6,10 @@ already tokenised by our tokeniser and joined by spaces (so Korean gets characte
 and Milvus's ``standard`` analyzer, which splits on non-word characters, reproduces the tokens exactly).
 Collections made before ``lex`` existed fed the function from ``text``; they still work, with Milvus's
 analyzer on the raw query (poor for Korean), and say so in the log: re-ingest to upgrade.
+
+A ``kiwi`` collection also keeps ``lex_bigram`` (the same text as character bigrams) with its own BM25
+field ``bigram_sparse``: a Korean query searches both and fuses them as the in-process index does
+(``rag.lexical.hangul_fusion``). Older kiwi collections without it search morphemes alone.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from rag.errors import ConfigError, InvalidRequest, RagError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from rag.lexical import BM25_B, BM25_K1, lexical_text, make_tokenizer
+from rag.lexical import BM25_B, BM25_K1, bigram_tokens, fuse_lexical, hangul_fusion, lexical_text, make_tokenizer
 from rag.stores.common import (
     batched,
     check_embedder,
@@ -56,6 +60,7 @@ _VARCHAR = {
     "id": 64,
     "text": 65535,
     "lex": 65535,
+    "lex_bigram": 65535,
     "source": 4096,
     "title": 2048,
     "section": 2048,
@@ -129,7 +134,7 @@ def _lex(tokens: list[str]) -> str:
     return " ".join(kept)
 
 
-def _row(chunk: Chunk, vector: np.ndarray, lex: str | None) -> dict[str, Any]:
+def _row(chunk: Chunk, vector: np.ndarray, lex: str | None, lex_bigram: str | None = None) -> dict[str, Any]:
     """One entity; refuses values over a field's limit rather than letting them be cut or rejected late."""
     meta = to_metadata(chunk)
     row: dict[str, Any] = {
@@ -150,6 +155,8 @@ def _row(chunk: Chunk, vector: np.ndarray, lex: str | None) -> dict[str, Any]:
     }
     if lex is not None:
         row["lex"] = lex
+    if lex_bigram is not None:
+        row["lex_bigram"] = lex_bigram
     for name, limit in _VARCHAR.items():
         if name not in row:
             continue
@@ -176,6 +183,7 @@ def _upsert_batches(rows: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
     size = 0
     for row in rows:
         row_bytes = len(row["text"].encode("utf-8")) + len(row.get("lex", "").encode("utf-8"))
+        row_bytes += len(row.get("lex_bigram", "").encode("utf-8"))
         row_bytes += 8 * len(row["vector"]) + 1024
         if batches[-1] and (len(batches[-1]) >= _SLICE or size + row_bytes > _BATCH_BYTES):
             batches.append([])
@@ -227,6 +235,8 @@ class MilvusStore:
         self._tokenize = make_tokenizer(tokenizer)
         # False for a collection made before the ``lex`` field: BM25 then reads raw text.
         self._has_lex = True
+        # True for a kiwi collection with the ``lex_bigram`` field (Korean queries fuse both rankings).
+        self._has_bigram = tokenizer == "kiwi"
         self._lite = uri.endswith(".db")
         self._name = collection
         self._token = token
@@ -288,6 +298,16 @@ class MilvusStore:
             "lex", DataType.VARCHAR, max_length=_VARCHAR["lex"], enable_analyzer=True, analyzer_params=_ANALYZER
         )
         schema.add_field("text_sparse", DataType.SPARSE_FLOAT_VECTOR)
+        bigrams = self._tokenizer_name == "kiwi"
+        if bigrams:
+            schema.add_field(
+                "lex_bigram",
+                DataType.VARCHAR,
+                max_length=_VARCHAR["lex_bigram"],
+                enable_analyzer=True,
+                analyzer_params=_ANALYZER,
+            )
+            schema.add_field("bigram_sparse", DataType.SPARSE_FLOAT_VECTOR)
         for name in ("source", "title", "section", "lang", "doc_hash", "content_hash"):
             schema.add_field(name, DataType.VARCHAR, max_length=_VARCHAR[name])
         schema.add_field("page", DataType.INT64)
@@ -305,17 +325,27 @@ class MilvusStore:
                 output_field_names=["text_sparse"],
             )
         )
+        if bigrams:
+            schema.add_function(
+                Function(
+                    name="bigram_bm25",
+                    function_type=FunctionType.BM25,
+                    input_field_names=["lex_bigram"],
+                    output_field_names=["bigram_sparse"],
+                )
+            )
         index = MilvusClient.prepare_index_params()
         index.add_index("vector", index_type="HNSW", metric_type="COSINE", params={"M": 16, "efConstruction": 200})
         bm25 = {"bm25_k1": BM25_K1, "bm25_b": BM25_B}
-        # pymilvus flattens params into one key per parameter, which a server reads; Milvus Lite reads
-        # only a JSON "params" key and silently keeps its defaults (k1 1.5, b 0.75) otherwise.
-        index.add_index(
-            "text_sparse",
-            index_type="SPARSE_INVERTED_INDEX",
-            metric_type="BM25",
-            params={"params": bm25} if self._lite else bm25,
-        )
+        for field in ("text_sparse", "bigram_sparse") if bigrams else ("text_sparse",):
+            # pymilvus flattens params into one key per parameter, which a server reads; Milvus Lite reads
+            # only a JSON "params" key and silently keeps its defaults (k1 1.5, b 0.75) otherwise.
+            index.add_index(
+                field,
+                index_type="SPARSE_INVERTED_INDEX",
+                metric_type="BM25",
+                params={"params": bm25} if self._lite else bm25,
+            )
         self._client.create_collection(
             self._name,
             schema=schema,
@@ -352,6 +382,7 @@ class MilvusStore:
         """Queries must be tokenised as the collection's documents were: follow what it recorded."""
         names = {f.get("name") for f in desc.get("fields", [])}
         self._has_lex = "lex" in names
+        self._has_bigram = "lex_bigram" in names
         if not self._has_lex:
             log.warning(
                 "Milvus collection %s predates the tokenised 'lex' field: BM25 uses Milvus's analyzer on raw text "
@@ -373,11 +404,14 @@ class MilvusStore:
     def _lex_of(self, chunk: Chunk) -> str | None:
         return _lex(self._tokenize(lexical_text(chunk))) if self._has_lex else None
 
+    def _lex_bigram_of(self, chunk: Chunk) -> str | None:
+        return _lex(bigram_tokens(lexical_text(chunk))) if self._has_bigram else None
+
     async def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Insert or replace chunks by id; texts over the field limit are refused, never cut."""
         client = self._opened()
         arr = validate_batch(chunks, vectors, self._dim)
-        rows = [_row(c, v, self._lex_of(c)) for c, v in zip(chunks, arr, strict=True)]
+        rows = [_row(c, v, self._lex_of(c), self._lex_bigram_of(c)) for c, v in zip(chunks, arr, strict=True)]
         for part in _upsert_batches(rows):
             await self._call(client.upsert, self._name, part)
 
@@ -419,22 +453,32 @@ class MilvusStore:
         return sorted(scored, key=lambda s: -s.score)
 
     async def search_text(self, text: str, k: int, flt: Filter | None = None) -> list[ScoredChunk]:
-        """BM25 top-k by Milvus's sparse BM25 index; the filter is part of the search."""
-        client = self._opened()
+        """BM25 top-k by Milvus's sparse BM25 index (two fused for a Korean query); the filter is part of it."""
+        self._opened()
         validate_k(k)
         validate_filter(flt)
         if matches_nothing(flt):
             return []
+        query = text
         if self._has_lex:
             tokens = self._tokenize(text)
             if not tokens:
                 return []
-            text = " ".join(tokens)
+            query = " ".join(tokens)
+        hits = await self._bm25_search(query, "text_sparse", k, flt)
+        if self._has_bigram and hangul_fusion("kiwi", text):
+            bigrams = await self._bm25_search(" ".join(bigram_tokens(text)), "bigram_sparse", k, flt)
+            hits = fuse_lexical([hits, bigrams], k)
+        return hits
+
+    async def _bm25_search(self, query: str, field: str, k: int, flt: Filter | None) -> list[ScoredChunk]:
+        if not query.strip():
+            return []
         res = await self._call(
-            client.search,
+            self._opened().search,
             self._name,
-            data=[text],
-            anns_field="text_sparse",
+            data=[query],
+            anns_field=field,
             limit=k,
             filter=_expr(flt),
             output_fields=_OUTPUT,

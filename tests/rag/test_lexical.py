@@ -7,8 +7,18 @@ from pathlib import Path
 import pytest
 
 from rag.errors import ConfigError
-from rag.lexical import LexicalIndex, bigram_tokens, coverage, kiwi_tokens, make_tokenizer, word_tokens
-from rag.types import Chunk, Filter
+from rag.lexical import (
+    LEXICAL_RRF_K,
+    LexicalIndex,
+    bigram_tokens,
+    coverage,
+    fuse_lexical,
+    hangul_fusion,
+    kiwi_tokens,
+    make_tokenizer,
+    word_tokens,
+)
+from rag.types import Chunk, Filter, ScoredChunk
 
 
 def chunk(i: int, text: str, groups: tuple[str, ...] = ("public",), title: str = "") -> Chunk:
@@ -97,3 +107,41 @@ def test_index_persists_and_a_file_built_with_another_tokenizer_is_not_used(tmp_
     assert not LexicalIndex("bigram", path).load()
     path.write_text("{broken")
     assert not LexicalIndex("kiwi", path).load()
+
+
+def test_kiwi_tokens_add_compounds_of_nouns_written_together_next_to_their_parts():
+    tokens = kiwi_tokens("지방은행이 1,000억원을 시중 은행에")
+    assert {"지방", "은행", "지방은행", "1000억원"} <= set(tokens)
+    # Nouns apart ("시중 은행") make no compound.
+    assert "시중은행" not in tokens
+
+
+def test_fuse_lexical_adds_reciprocal_ranks_and_keeps_the_top_k():
+    a, b, c = (ScoredChunk(chunk(i, t), 1.0) for i, t in enumerate("abc"))
+    fused = fuse_lexical([[a, b], [b, c]], 2)
+    assert [h.chunk.id for h in fused] == ["id1", "id0"]
+    assert fused[0].score == pytest.approx(1 / (LEXICAL_RRF_K + 2) + 1 / (LEXICAL_RRF_K + 1))
+
+
+def test_hangul_fusion_only_for_kiwi_and_korean_queries():
+    assert hangul_fusion("kiwi", "휴가 신청은?")
+    assert not hangul_fusion("kiwi", "How long may GPU jobs run?")
+    assert not hangul_fusion("bigram", "휴가 신청은?")
+
+
+def test_kiwi_index_fuses_morphemes_with_bigrams_for_korean_queries():
+    index = LexicalIndex("kiwi")
+    # The OCR split "신 청서" loses the morpheme 신청 but keeps the bigram 청서.
+    docs = [
+        chunk(0, "출장 신청서는 총무팀에 냅니다."),
+        chunk(1, "휴가 신 청서는 팀장에게 냅니다."),
+        chunk(2, "식당은 8시에 엽니다."),
+    ]
+    index.upsert(docs)
+    hits = index.search("휴가 신청서", 3)
+    assert {h.chunk.id for h in hits} == {"id0", "id1"}
+    assert hits[0].chunk.id == "id1"
+    # A query without Hangul is ranked by BM25 alone, with BM25 scores.
+    english = LexicalIndex("kiwi")
+    english.upsert([chunk(0, "GPU policy"), chunk(1, "cafeteria hours")])
+    assert english.search("GPU", 2)[0].score > 0.1
