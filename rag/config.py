@@ -88,11 +88,11 @@ class RetrievalSettings(BaseModel):
         1.0, ge=0, description="RRF weight of candidates whose title the query names (0 = off)."
     )
     title_link_weight: float = Field(
-        0.5,
+        1.0,
         ge=0,
         description="RRF weight of candidates whose title the best chunks' text names (multi-hop links; 0 = off).",
     )
-    title_link_top: int = Field(2, ge=0, le=20, description="Best fused chunks whose text is searched for titles.")
+    title_link_top: int = Field(3, ge=0, le=20, description="Best fused chunks whose text is searched for titles.")
     candidates: int = Field(50, ge=1, le=1000, description="Candidates each retriever returns before fusion.")
     dense_languages: list[str] = Field(
         default_factory=list,

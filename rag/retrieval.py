@@ -9,7 +9,8 @@ candidates whose title is named in the text of the ``title_link_top`` best chunk
 "Journal X" that says "published by the American Psychological Association" links to the chunk titled
 "American Psychological Association"), are fused in as two more rankings. It only re-orders the
 candidate pool already found (no second store query), so it costs a few string searches; it matters
-where titles name entities (MuSiQue nDCG@10 0.664 -> 0.697, HotpotQA 0.814 -> 0.874, README).
+where titles name entities (README "Retrieval"). A text links a title only as written (case kept), so
+a common word that is also a title ("Oxygen", "Force") does not link single-hop articles by accident.
 
 Relevance gate: a fused chunk counts as relevant when its dense similarity reaches ``min_score``
 (only where dense was used) or it holds ``min_lexical_coverage`` of the query's terms. With nothing
@@ -115,23 +116,27 @@ _TITLE_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _MIN_TITLE_CHARS = 4  # shorter titles ("AI", "p.1") match by accident
 
 
-def _phrase(text: str) -> str:
-    """Lower-cased words joined by single spaces and padded, so ``in`` matches whole words only."""
-    return " " + " ".join(_TITLE_WORD.findall(text.lower())) + " "
+def _phrase(text: str, lower: bool = True) -> str:
+    """Words (lower-cased unless told) joined by single spaces and padded, so ``in`` matches whole words only."""
+    return " " + " ".join(_TITLE_WORD.findall(text.lower() if lower else text)) + " "
 
 
 def title_rankings(query: str, fused: Sequence[ScoredChunk], top: int) -> tuple[list[ScoredChunk], list[ScoredChunk]]:
     """Candidates whose title the query names, and candidates whose title the ``top`` best chunks' texts name.
 
-    Both keep the fused order. A link needs a title other than the linking chunk's own and other than
-    the best chunk's (chunks of the document already on top gain nothing from it).
+    Both keep the fused order. The query may name a title in any case; a text must write it as the title
+    does ("Oxygen" is linked by "Oxygen", not by "oxygen"; "Force" not by "in force"), so common words
+    that happen to be titles do not link. A link needs a title other than the linking chunk's own and
+    other than the best chunk's (chunks of the document already on top gain nothing from it).
     """
-    titles = [_phrase(h.chunk.title) if len(h.chunk.title.strip()) >= _MIN_TITLE_CHARS else "" for h in fused]
+    usable = [len(h.chunk.title.strip()) >= _MIN_TITLE_CHARS for h in fused]
+    titles = [_phrase(h.chunk.title) if ok else "" for h, ok in zip(fused, usable, strict=True)]
     q = _phrase(query)
     named = [h for h, t in zip(fused, titles, strict=True) if t.strip() and t in q]
     if top <= 0 or not fused:
         return named, []
-    heads = [(titles[i], _phrase(fused[i].chunk.text)) for i in range(min(top, len(fused)))]
+    titles = [_phrase(h.chunk.title, lower=False) if ok else "" for h, ok in zip(fused, usable, strict=True)]
+    heads = [(titles[i], _phrase(fused[i].chunk.text, lower=False)) for i in range(min(top, len(fused)))]
     linked = [
         h
         for i, (h, t) in enumerate(zip(fused, titles, strict=True))

@@ -93,3 +93,18 @@ def test_title_links_lift_the_second_hop_and_leave_scores_alone_when_nothing_lin
     assert fuse_rrf([*rankings, (1.0, []), (0.5, [])], 5)[0].score == 1.0
     fused = fuse_rrf([*rankings, (0.5, [a[2]])], 5)
     assert [h.chunk.id for h in fused] == ["c0", "c2", "c1"]
+
+
+def test_a_text_links_a_title_only_as_the_title_is_written():
+    from rag.retrieval import title_rankings
+
+    fused = [
+        titled(0, "Apollo program", "The crew breathed pure oxygen; the rules stay in force."),
+        titled(1, "Apollo program", "Apollo 1 burned during a plugs-out test run by NASA."),
+        titled(2, "Oxygen", "A chemical element."),
+        titled(3, "Force", "A push or a pull."),
+        titled(4, "NASA", "The space agency."),
+    ]
+    named, linked = title_rankings("When did the apollo program test run?", fused, top=2)
+    assert [h.chunk.id for h in named] == ["c0", "c1"]  # the query may name a title in any case
+    assert [h.chunk.id for h in linked] == ["c4"]  # "oxygen" and "in force" are common words, not names
