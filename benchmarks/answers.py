@@ -163,7 +163,6 @@ async def run_set(
                     "answer": ans.text,
                     "cited": [c.hit.chunk.source for c in ans.citations],
                     "finish": ans.finish_reason,
-                    "prompt tokens": ans.usage.prompt_tokens,
                 }
                 | {k: round(v, 3) for k, v in rows[mode][-1].items()}
             )
