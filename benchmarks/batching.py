@@ -28,7 +28,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 
 REPO = Path(__file__).resolve().parent.parent
 HOTPOT = Path("multihop_en/hotpotqa/beir/corpus.jsonl")
-PLANS = [(64, 0), (64, 8192), (64, 4096), (64, 2048), (64, 1024), (16, 0), (8, 0)]
+PLANS = [(64, 0), (64, 8192), (64, 4096), (64, 3072), (64, 2048), (64, 1536), (64, 1024), (16, 0), (8, 0)]
 
 
 def corpus_chunks(source: Path, embedder: Any) -> list[str]:

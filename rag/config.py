@@ -36,7 +36,7 @@ class EmbedSettings(BaseModel):
     url: str = Field("st://all-MiniLM-L6-v2", description="Embedder URL; the scheme picks the backend.")
     batch_size: int = Field(64, ge=1, le=4096, description="Texts per embedding call.")
     batch_tokens: int = Field(
-        4096,
+        2048,
         ge=0,
         description="Ingestion: most padded tokens per embedding call (texts × the longest one's tokens), so "
         "long chunks go in smaller batches and short ones are not padded to them; 0 = batch_size only.",
