@@ -17,8 +17,9 @@ is contains (English) or F1 >= 0.5 (Korean, long free-form references) together 
 The answerer is the extractive one (no model); ``--chat URL`` uses another backend (e.g. a llama.cpp server).
 ``--gguf`` starts ``python -m llama_cpp.server`` with the bundled Gemma 3 270M (extra ``local-llm``, one thread)
 and answers through it over HTTP. llama-cpp-python's ``gemma`` chat format drops system messages, and the
-system message is where the sources are, so with ``--gguf`` the system prompt is put at the start of the user
-turn, as Gemma's own chat template does (``--system-as-sent`` keeps it as the pipeline sends it, to measure that).
+system message is where the sources are, so with ``--gguf`` the chat URL sets ``fold_system=true`` (the system
+prompt starts the user turn, as Gemma's own chat template does; the embedded ``llamacpp://`` backend does this
+by default for that format); ``--system-as-sent`` leaves it off, to measure what a dropped system role costs.
 """
 
 from __future__ import annotations
@@ -35,7 +36,6 @@ import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -82,18 +82,6 @@ async def generate(pipe: Pipeline, prepared: Prepared) -> Answer:
     raise AssertionError("no answer")
 
 
-def system_in_user(prepared: Prepared) -> Prepared:
-    """The system prompt moved to the start of the first user turn (Gemma's chat template has no system role)."""
-    msgs = prepared.request.messages
-    system = "\n\n".join(m.content for m in msgs if m.role == "system")
-    rest = [m for m in msgs if m.role != "system"]
-    first = next((i for i, m in enumerate(rest) if m.role == "user"), None)
-    if not system or first is None:
-        return prepared
-    rest[first] = Message(role="user", content=f"{system}\n\n{rest[first].content}")
-    return replace(prepared, request=replace(prepared.request, messages=tuple(rest)))
-
-
 def oracle(pipe: Pipeline, case: Case, gold: Sequence[ScoredChunk]) -> Prepared:
     """The request Pipeline.prepare would build, with the gold passages as the only sources."""
     lang = detect_lang(case.question)
@@ -106,7 +94,7 @@ def oracle(pipe: Pipeline, case: Case, gold: Sequence[ScoredChunk]) -> Prepared:
 
 
 async def run_set(
-    ds: LoadedSet, limit: int, seed: int, chat_url: str, max_tokens: int, fold_system: bool, log: list[dict]
+    ds: LoadedSet, limit: int, seed: int, chat_url: str, max_tokens: int, log: list[dict]
 ) -> dict[str, dict[str, float]]:
     settings = Settings(
         store=StoreSettings(url="memory://", collection=f"answers_{ds.name}"),
@@ -131,8 +119,6 @@ async def run_set(
                 prepared = oracle(pipe, case, [ScoredChunk(by_source[s], 1.0) for s in case.sources if s in by_source])
             else:
                 prepared = await pipe.prepare([Message(role="user", content=case.question)])
-            if fold_system:
-                prepared = system_in_user(prepared)
             start = time.perf_counter()
             try:
                 ans = await generate(pipe, prepared)
@@ -261,8 +247,10 @@ async def main(argv: Sequence[str] | None = None) -> None:
     loaded = [await load_set(name, args.data, args.cache, embedder, "minilm") for name in sets]
     results, log = {}, []
     with llama_server(args.n_ctx, args.threads) if args.gguf else given(args.chat) as chat_url:
+        if fold:  # the chat backend's fold_system option (rag.chat.wire_messages)
+            chat_url += "&fold_system=true"
         for ds in loaded:
-            results[ds.name] = await run_set(ds, per_set[ds.name], args.seed, chat_url, args.max_tokens, fold, log)
+            results[ds.name] = await run_set(ds, per_set[ds.name], args.seed, chat_url, args.max_tokens, log)
     wall = time.perf_counter() - start
     md = markdown(results, answerer)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -157,7 +157,8 @@ class LlamaServer:
 
     @property
     def target(self) -> str:
-        return f"openai+http://127.0.0.1:{self.port}/v1?model={LLM_ALIAS}"
+        # fold_system: llama-cpp-python's gemma format drops the system message, which holds the sources.
+        return f"openai+http://127.0.0.1:{self.port}/v1?model={LLM_ALIAS}&fold_system=true"
 
     def stop(self) -> None:
         self.process.terminate()

@@ -5,7 +5,9 @@
   and streaming, not for good answers).
 
 Query parameters: ``n_ctx`` (default 4096), ``n_threads`` (default 2), ``chat_format`` (default:
-the GGUF's own template; ``gemma`` for the bundled model, whose GGUF has none).
+the GGUF's own template; ``gemma`` for the bundled model, whose GGUF has none), ``fold_system``
+(default: true for formats that drop the system role, such as ``gemma``: the system message, which
+holds the sources and rules, then starts the first user message, as Gemma's own template does).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from rag.chat import FORMATS_WITHOUT_SYSTEM, flag, wire_messages
 from rag.errors import ConfigError, MissingExtra, UpstreamError
 from rag.types import ChatRequest, Delta, Usage
 
@@ -53,6 +56,7 @@ class LlamaCppChat:
         chat_format: str | None = None,
         default_max_tokens: int = 512,
         default_temperature: float = 0.1,
+        fold_system: bool | None = None,
     ) -> None:
         if importlib.util.find_spec("llama_cpp") is None:
             raise MissingExtra("llama-cpp-python", "local-llm")
@@ -61,6 +65,7 @@ class LlamaCppChat:
         self._n_ctx = n_ctx
         self._n_threads = n_threads
         self._chat_format = chat_format
+        self._fold_system = chat_format in FORMATS_WITHOUT_SYSTEM if fold_system is None else fold_system
         self._default_max_tokens = default_max_tokens
         self._default_temperature = default_temperature
         self._llm: Any = None
@@ -94,7 +99,7 @@ class LlamaCppChat:
     def _generate(self, request: ChatRequest, emit: Callable[[tuple[str, Any]], None], stop: threading.Event) -> None:
         """Blocking generation in a worker thread; hands ('delta'|'done'|'error', value) items to ``emit``."""
         p = request.params
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        messages = wire_messages(request.messages, fold_system=self._fold_system)
         try:
             with self._lock:
                 llm = self._model()
@@ -203,6 +208,7 @@ def from_url(url: BackendURL, settings: Settings) -> LlamaCppChat:
         n_ctx=n_ctx,
         n_threads=n_threads,
         chat_format=chat_format,
+        fold_system=flag(url.query, "fold_system", chat_format in FORMATS_WITHOUT_SYSTEM),
         default_max_tokens=settings.chat.max_tokens,
         default_temperature=settings.chat.temperature,
     )

@@ -5,7 +5,9 @@
   (vLLM, llama.cpp's server, LM Studio, Ollama's ``/v1``); an empty path means ``/v1``.
 - ``kserve+http://isvc.ns.svc/openai/v1?model=x``: a KServe predictor; an empty path means ``/openai/v1``.
 
-Optional query parameters: ``retries`` (SDK retries, default 1).
+Optional query parameters: ``retries`` (SDK retries, default 1); ``fold_system=true`` sends the
+system message (sources and rules) at the start of the first user message, for servers whose chat
+template drops the system role (llama.cpp's server with ``--chat_format gemma``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
+from rag.chat import flag, wire_messages
 from rag.openai_client import convert_openai_error, make_async_client, openai_base_url, require_model
 from rag.types import ChatRequest, Delta, Usage
 
@@ -42,7 +45,9 @@ class OpenAIChat:
         endpoint: str,
         default_max_tokens: int = 512,
         default_temperature: float = 0.1,
+        fold_system: bool = False,
     ) -> None:
+        self._fold_system = fold_system
         self._client = client
         self._model = model
         self._name = name
@@ -66,7 +71,7 @@ class OpenAIChat:
         p = request.params
         return {
             "model": self._model,
-            "messages": [{"role": m.role, "content": m.content} for m in request.messages],
+            "messages": wire_messages(request.messages, fold_system=self._fold_system),
             "temperature": self._default_temperature if p.temperature is None else p.temperature,
             "top_p": openai.omit if p.top_p is None else p.top_p,
             # max_tokens rather than max_completion_tokens: every OpenAI-compatible server knows it.
@@ -137,4 +142,5 @@ def from_url(url: BackendURL, settings: Settings) -> OpenAIChat:
         endpoint=openai_base_url(url),
         default_max_tokens=settings.chat.max_tokens,
         default_temperature=settings.chat.temperature,
+        fold_system=flag(url.query, "fold_system", False),
     )

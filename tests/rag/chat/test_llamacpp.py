@@ -61,3 +61,18 @@ async def test_embedded_llama_cpp_streams_and_frees_the_model_for_the_next_gener
 def test_missing_gguf_file_fails_at_construction(tmp_path):
     with pytest.raises(ConfigError, match="not found"):
         make_chat(Settings(), f"llamacpp://{tmp_path}/missing.gguf")
+
+
+def test_gemma_template_drops_the_system_message_so_the_bundled_model_gets_it_folded_into_the_user_turn():
+    from llama_cpp.llama_chat_format import format_gemma
+
+    from rag.chat import wire_messages
+
+    messages = (Message("system", "Sources: [1] GPU jobs may run 24 hours."), Message("user", "How long?"))
+    as_is = format_gemma(wire_messages(messages)).prompt
+    folded = format_gemma(wire_messages(messages, fold_system=True)).prompt
+    assert "GPU jobs" not in as_is  # llama-cpp-python's gemma format silently drops the system role
+    assert "<start_of_turn>user\nSources: [1] GPU jobs may run 24 hours.\n\nHow long?" in folded
+    bundled = make_chat(Settings(), "llamacpp://gemma3-270m")
+    assert isinstance(bundled, LlamaCppChat) and bundled._fold_system
+    assert not make_chat(Settings(), "llamacpp://gemma3-270m?fold_system=false")._fold_system

@@ -137,3 +137,18 @@ def test_missing_model_or_openai_key_fails_at_construction():
         make_chat(settings(), "openai://?model=gpt-4o-mini")
     chat = make_chat(settings(api_key="sk-x"), "openai://?model=gpt-4o-mini")
     assert chat.name == "openai://?model=gpt-4o-mini"
+
+
+async def test_fold_system_sends_the_system_message_at_the_start_of_the_first_user_turn(
+    fake_openai: FakeOpenAIServer,
+):
+    base = f"openai+http://127.0.0.1:{fake_openai.port}/v1?model=fake-chat"
+    plain, folded = chat_for(base), chat_for(base + "&fold_system=true")
+    await collect(plain, ask("hello"))
+    assert [m["role"] for m in fake_openai.requests[-1]["messages"]] == ["system", "user"]
+    await collect(folded, ask("hello"))
+    await plain.close()
+    await folded.close()
+    assert fake_openai.requests[-1]["messages"] == [{"role": "user", "content": "Answer briefly.\n\nhello"}]
+    with pytest.raises(ConfigError, match="fold_system"):
+        chat_for(base + "&fold_system=maybe")
