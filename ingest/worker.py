@@ -29,6 +29,8 @@ log = logging.getLogger(__name__)
 # Batches of chunks sorted by length together before embedding (bounds the chunks held in memory).
 # The window starts at one batch and doubles up to this, so the model starts work on the first batch.
 _WINDOW = 8
+# Embedded chunks are written to the store in groups of at least this many batch sizes.
+_WRITE_BATCHES = 4
 
 # progress(status, source): status is one of added, updated, regrouped, unchanged, deleted, skipped, failed.
 Progress = Callable[[str, str], None]
@@ -139,7 +141,10 @@ class _Writer:
 
     Overlapped: ``add`` hands full batches to a consumer task through a bounded queue, so parsing and
     chunking of the next documents run while a batch is embedded, and a batch's store write runs while
-    the next one is embedded (one embed and one write in flight; order of writes kept). Pending ids are
+    the next one is embedded (one embed and one write in flight; order of writes kept). An embedder
+    that computes on this machine's CPU (``cpu_bound``) is not overlapped: each batch is embedded and
+    written before the next is handed on, since the model already keeps every core busy and other work
+    beside it costs more model time than it saves (measured in benchmarks/ingest.py). Pending ids are
     recorded (one transaction for the whole window) before any of its batches is queued, so the
     crash-safety protocol is unchanged; documents finished by one write are recorded in one transaction.
 
@@ -168,6 +173,8 @@ class _Writer:
         self._window = 1
         self._queue: asyncio.Queue[list[tuple[Chunk, _Job]] | None] = asyncio.Queue(maxsize=2)
         self._consumer: asyncio.Task[None] | None = None
+        # A local CPU model (``cpu_bound``) gets the cores to itself: no parsing while it embeds.
+        self._serial = bool(getattr(embedder, "cpu_bound", False))
 
     async def add(self, job: _Job, chunks: list[Chunk]) -> None:
         """Buffer a document's chunks; hand full batches on once a window is full."""
@@ -200,16 +207,43 @@ class _Writer:
         if not put.done():  # the consumer failed: its error is the run's error
             put.cancel()
             await self._consumer
+        if self._serial and batch is not None:
+            # The model computes on this machine's cores: parsing the next documents meanwhile would
+            # only take cores from it (and stall its threads), so wait until the batch is written.
+            drained = asyncio.ensure_future(self._queue.join())
+            await asyncio.wait({drained, self._consumer}, return_when=asyncio.FIRST_COMPLETED)
+            if not drained.done():
+                drained.cancel()
+                await self._consumer
 
     async def _consume(self) -> None:
         writing: asyncio.Task[None] | None = None
+        # Embedded chunks are written in groups of at least _WRITE_BATCHES batch sizes: a store write has
+        # a fixed cost (Chroma commits each call), and token-budget batches can be small.
+        done: list[tuple[Chunk, _Job]] = []
+        vectors: list[np.ndarray] = []
+
+        async def write() -> None:
+            nonlocal writing
+            if writing is not None:
+                await writing
+            writing = asyncio.create_task(self._write(list(done), np.concatenate(vectors)))
+            done.clear()
+            vectors.clear()
+            if self._serial:
+                await writing
+                writing = None
+
         try:
             while (batch := await self._queue.get()) is not None:
-                vectors = await self._embedder.embed_documents([c.text for c, _ in batch])
+                vectors.append(await self._embedder.embed_documents([c.text for c, _ in batch]))
+                done.extend(batch)
                 self._tally.chunks_embedded += len(batch)
-                if writing is not None:
-                    await writing
-                writing = asyncio.create_task(self._write(batch, vectors))
+                if len(done) >= _WRITE_BATCHES * self._batch_size:
+                    await write()
+                self._queue.task_done()
+            if done:
+                await write()
         finally:
             if writing is not None:
                 await writing

@@ -101,6 +101,11 @@ class SentenceTransformerEmbedder:
         return self._info
 
     @property
+    def cpu_bound(self) -> bool:
+        """True when the model computes on this machine's CPU (ingestion then does not overlap other work)."""
+        return str(self._model.device).startswith("cpu")
+
+    @property
     def tokenizer(self) -> Any:
         """The model's tokenizer (used by chunking to size chunks in model tokens)."""
         return self._model.tokenizer

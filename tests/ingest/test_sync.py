@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -21,6 +22,28 @@ class CountingEmbedder(HashingEmbedder):
         self.embedded = 0
 
     async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        self.embedded += len(texts)
+        return await super().embed_documents(texts)
+
+
+class CpuBoundEmbedder(HashingEmbedder):
+    """The hashing embedder, declaring itself a local CPU model (ingestion then embeds and writes in turn)."""
+
+    cpu_bound = True
+
+    def __init__(self, dim: int = 64, store: MemoryStore | None = None, parsed: list[str] | None = None) -> None:
+        super().__init__(dim)
+        self.store, self.parsed = store, parsed
+        self.embedded = 0
+        self.unwritten_at_start: list[int] = []
+        self.parsed_while_embedding = 0
+
+    async def embed_documents(self, texts: Sequence[str]) -> np.ndarray:
+        if self.store is not None:
+            self.unwritten_at_start.append(self.embedded - await self.store.count())
+        before = len(self.parsed or [])
+        await asyncio.sleep(0.05)  # a model's time: the event loop is free for anything that may run meanwhile
+        self.parsed_while_embedding += len(self.parsed or []) - before
         self.embedded += len(texts)
         return await super().embed_documents(texts)
 
@@ -178,11 +201,14 @@ async def test_chunk_settings_change_rechunks_everything(settings: Settings, cor
 
 
 @pytest.mark.parametrize("crash", ["first-upsert", "second-upsert", "delete"])
-async def test_rerun_after_a_crash_ends_like_an_uninterrupted_run(settings: Settings, corpus: Path, crash: str) -> None:
+@pytest.mark.parametrize("serial", [False, True], ids=["overlapped", "serial"])
+async def test_rerun_after_a_crash_ends_like_an_uninterrupted_run(
+    settings: Settings, corpus: Path, crash: str, serial: bool
+) -> None:
     # Reference: two uninterrupted runs (initial, then after edits) in their own store and state.
     ref_settings = settings.model_copy(update={"data_dir": settings.data_dir / "ref"})
     ref = MemoryStore("docs")
-    embedder = HashingEmbedder(64)
+    embedder = (CpuBoundEmbedder if serial else HashingEmbedder)(64)
     await ingest_source(ref_settings, ref, embedder, str(corpus))
 
     space: dict = {}
@@ -193,7 +219,8 @@ async def test_rerun_after_a_crash_ends_like_an_uninterrupted_run(settings: Sett
         (corpus / "oncall-runbook.md").read_text().replace("15 minutes", "10 minutes")
     )
     (corpus / "jupyterhub-guide.md").unlink()
-    (corpus / "extra.md").write_text("# Extra\n\n" + "Extra words here. " * 200)
+    # Big enough for several store writes (chunks are written in groups of 4 batch sizes).
+    (corpus / "extra.md").write_text("# Extra\n\n" + "Extra words here. " * 3000)
 
     await ingest_source(ref_settings, ref, embedder, str(corpus))
     expected = await _snapshot(ref)
@@ -268,3 +295,30 @@ def test_plan_batches_longest_first_within_size_and_padded_token_budget() -> Non
     # 2 x 256 > 500: each long text alone (one text may exceed the budget); short ones share a batch.
     assert plan_batches(lengths, 4, 500) == [[1], [3], [6], [4, 2, 5, 0], [7]]
     assert all(len(b) <= 4 for b in plan_batches(lengths, 4, 10_000))
+
+
+@pytest.mark.parametrize("cpu_bound", [True, False])
+async def test_a_cpu_bound_embedder_embeds_alone_and_embedded_chunks_are_written_in_groups(
+    settings: Settings, corpus: Path, monkeypatch: pytest.MonkeyPatch, cpu_bound: bool
+) -> None:
+    import ingest.worker
+
+    parsed: list[str] = []
+
+    def counting_parse(item, data):  # type: ignore[no-untyped-def]
+        parsed.append(item.uri)
+        return parse(item, data)
+
+    parse = ingest.worker.parse
+    monkeypatch.setattr(ingest.worker, "parse", counting_parse)
+    store = MemoryStore("docs")
+    embedder = CpuBoundEmbedder(64, store, parsed)
+    embedder.cpu_bound = cpu_bound
+    report = await ingest_source(settings, store, embedder, str(corpus))
+    assert report.added == 12 and report.chunks_added == await store.count() == embedder.embedded
+    assert len(embedder.unwritten_at_start) > 3
+    if cpu_bound:  # nothing parsed while the model works; writes grouped by 4 batch sizes at most
+        assert embedder.parsed_while_embedding == 0
+        assert 0 in embedder.unwritten_at_start and max(embedder.unwritten_at_start) < 4 * settings.embed.batch_size
+    else:  # a remote model: the next documents are parsed meanwhile
+        assert embedder.parsed_while_embedding > 0
