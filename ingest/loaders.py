@@ -185,6 +185,17 @@ class FolderLoader:
         """Read the file in a worker thread."""
         return await asyncio.to_thread(path_of(item.uri).read_bytes)
 
+    async def fetch_many(self, items: Sequence[Item]) -> list[bytes | OSError]:
+        """Read several files in one worker-thread call; a file that cannot be read gives its OSError."""
+
+        def read(item: Item) -> bytes | OSError:
+            try:
+                return path_of(item.uri).read_bytes()
+            except OSError as e:
+                return e
+
+        return await asyncio.to_thread(lambda: [read(i) for i in items])
+
     def _list(self) -> list[Item]:
         if self._path.is_file():
             return [self._item(self._path, self._path.parent, {})]

@@ -74,3 +74,14 @@ def test_unknown_source_scheme_and_missing_path_are_invalid_requests(tmp_path: P
         make_loader("ftp://host/x", IngestSettings())
     with pytest.raises(InvalidRequest, match="not found"):
         FolderLoader(str(tmp_path / "missing"))
+
+
+async def test_fetch_many_reads_a_group_in_order_and_returns_the_error_of_a_file_gone_since_listing(tmp_path):
+    for name in ("a.md", "b.md", "c.md"):
+        (tmp_path / name).write_text(f"# {name}\n")
+    loader = FolderLoader(str(tmp_path))
+    items = [i async for i in loader.items()]
+    (tmp_path / "b.md").unlink()
+    got = await loader.fetch_many(items)
+    assert got[0] == b"# a.md\n" and got[2] == b"# c.md\n"
+    assert isinstance(got[1], FileNotFoundError)
