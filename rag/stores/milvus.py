@@ -294,20 +294,16 @@ class MilvusStore:
         schema.add_field("id", DataType.VARCHAR, max_length=_VARCHAR["id"], is_primary=True)
         schema.add_field("vector", DataType.FLOAT_VECTOR, dim=dim)
         schema.add_field("text", DataType.VARCHAR, max_length=_VARCHAR["text"])
-        schema.add_field(
-            "lex", DataType.VARCHAR, max_length=_VARCHAR["lex"], enable_analyzer=True, analyzer_params=_ANALYZER
-        )
-        schema.add_field("text_sparse", DataType.SPARSE_FLOAT_VECTOR)
-        bigrams = self._tokenizer_name == "kiwi"
-        if bigrams:
+        # BM25 branches: (analysed text field, its sparse field, the function between them); a kiwi
+        # collection adds character bigrams for Hangul queries.
+        lexical = [("lex", "text_sparse", "text_bm25")]
+        if self._tokenizer_name == "kiwi":
+            lexical.append(("lex_bigram", "bigram_sparse", "bigram_bm25"))
+        for text, sparse, _ in lexical:
             schema.add_field(
-                "lex_bigram",
-                DataType.VARCHAR,
-                max_length=_VARCHAR["lex_bigram"],
-                enable_analyzer=True,
-                analyzer_params=_ANALYZER,
+                text, DataType.VARCHAR, max_length=_VARCHAR[text], enable_analyzer=True, analyzer_params=_ANALYZER
             )
-            schema.add_field("bigram_sparse", DataType.SPARSE_FLOAT_VECTOR)
+            schema.add_field(sparse, DataType.SPARSE_FLOAT_VECTOR)
         for name in ("source", "title", "section", "lang", "doc_hash", "content_hash"):
             schema.add_field(name, DataType.VARCHAR, max_length=_VARCHAR[name])
         schema.add_field("page", DataType.INT64)
@@ -317,27 +313,19 @@ class MilvusStore:
         schema.add_field(
             "groups", DataType.ARRAY, element_type=DataType.VARCHAR, max_capacity=_MAX_GROUPS, max_length=_GROUP_BYTES
         )
-        schema.add_function(
-            Function(
-                name="text_bm25",
-                function_type=FunctionType.BM25,
-                input_field_names=["lex"],
-                output_field_names=["text_sparse"],
-            )
-        )
-        if bigrams:
+        for text, sparse, function in lexical:
             schema.add_function(
                 Function(
-                    name="bigram_bm25",
+                    name=function,
                     function_type=FunctionType.BM25,
-                    input_field_names=["lex_bigram"],
-                    output_field_names=["bigram_sparse"],
+                    input_field_names=[text],
+                    output_field_names=[sparse],
                 )
             )
         index = MilvusClient.prepare_index_params()
         index.add_index("vector", index_type="HNSW", metric_type="COSINE", params={"M": 16, "efConstruction": 200})
         bm25 = {"bm25_k1": BM25_K1, "bm25_b": BM25_B}
-        for field in ("text_sparse", "bigram_sparse") if bigrams else ("text_sparse",):
+        for _, field, _ in lexical:
             # pymilvus flattens params into one key per parameter, which a server reads; Milvus Lite reads
             # only a JSON "params" key and silently keeps its defaults (k1 1.5, b 0.75) otherwise.
             index.add_index(
