@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.util
 import json
 import os
 import platform
@@ -27,27 +28,17 @@ from typing import Any
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 REPO = Path(__file__).resolve().parent.parent
-HOTPOT = Path("multihop_en/hotpotqa/beir/corpus.jsonl")
 PLANS = [(64, 0), (64, 8192), (64, 4096), (64, 3072), (64, 2048), (64, 1536), (64, 1024), (16, 0), (8, 0)]
 
 
-def corpus_chunks(source: Path, embedder: Any) -> list[str]:
-    from ingest.chunking import Chunker
-    from ingest.loaders import make_loader, parse
-    from rag.config import IngestSettings
-
-    settings = IngestSettings(chunk_size=300, chunk_overlap=40)
-    loader = make_loader(str(source), settings)
-    chunker = Chunker(settings.chunk_size, settings.chunk_overlap, embedder)
-
-    async def go() -> list[str]:
-        out: list[str] = []
-        async for item in loader.items():
-            if not (item.skip or item.error):
-                out += [c.text for c in chunker.chunks(parse(item, await loader.fetch(item)), ingested_at=0.0)]
-        return out
-
-    return asyncio.run(go())
+def ingest_benchmark() -> Any:
+    """benchmarks/ingest.py as a module (its corpus writer and chunk texts); a plain import of ``ingest``
+    would find the package of that name."""
+    spec = importlib.util.spec_from_file_location("ingest_benchmark", Path(__file__).with_name("ingest.py"))
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def main() -> None:
@@ -60,28 +51,28 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-    from ingest.chunking import SPECIAL_TOKENS, Chunker
+    from ingest.chunking import Chunker
     from ingest.worker import plan_batches
+    from rag.config import Settings
     from rag.embedders.st import SentenceTransformerEmbedder, bundled_minilm_path
 
     started = time.perf_counter()
     embedder = SentenceTransformerEmbedder(
         bundled_minilm_path(), "all-MiniLM-L6-v2", backend=args.backend, cache_dir=Path(tempfile.gettempdir())
     )
+    bench = ingest_benchmark()
+    settings = Settings(ingest={"chunk_size": bench.CHUNK_SIZE, "chunk_overlap": bench.CHUNK_OVERLAP})
     with tempfile.TemporaryDirectory() as tmp:
-        hotpot = Path(tmp) / "hotpot"
-        hotpot.mkdir()
-        with (args.data / HOTPOT).open(encoding="utf-8") as f:
-            for i, line in zip(range(args.docs), f, strict=False):
-                doc = json.loads(line)
-                (hotpot / f"p{i:06d}.md").write_text(f"# {doc.get('title') or i}\n\n{doc['text']}\n", encoding="utf-8")
-        corpora = {"examples/docs": corpus_chunks(REPO / "examples" / "docs", embedder),
-                   f"hotpotqa {args.docs}": corpus_chunks(hotpot, embedder)}  # fmt: skip
-    chunker = Chunker(300, 40, embedder)
+        hotpot = bench.write_beir(args.data / bench.HOTPOT / "corpus.jsonl", Path(tmp) / "hotpot", args.docs)
+        corpora = {
+            name: asyncio.run(bench.chunk_texts(settings, embedder, str(path)))
+            for name, path in (("examples/docs", REPO / "examples" / "docs"), (f"hotpotqa {args.docs}", hotpot))
+        }
+    chunker = Chunker(settings.ingest.chunk_size, settings.ingest.chunk_overlap, embedder)
     embedder.encode(["warm-up"] * 64)
     results: dict[str, Any] = {}
     for name, texts in corpora.items():
-        lengths = [min(n, chunker.size) + SPECIAL_TOKENS for n in chunker.lengths(texts)]
+        lengths = chunker.input_lengths(texts)
         rates: dict[str, list[float]] = {}
         for _ in range(args.rounds):
             for size, budget in PLANS:

@@ -130,7 +130,7 @@ async def chunk_texts(settings: Any, embedder: Any, source: str) -> list[str]:
 
 
 def child_raw(corpus: Path, work: Path, models: Path, backend: str, *, plan: bool = False) -> dict[str, Any]:
-    from ingest.chunking import SPECIAL_TOKENS, Chunker
+    from ingest.chunking import Chunker
     from ingest.worker import plan_batches
     from rag.registry import make_embedder
 
@@ -138,8 +138,8 @@ def child_raw(corpus: Path, work: Path, models: Path, backend: str, *, plan: boo
     embedder = make_embedder(settings)
     texts = asyncio.run(chunk_texts(settings, embedder, str(corpus)))
     chunker = Chunker(settings.ingest.chunk_size, settings.ingest.chunk_overlap, embedder)
-    lengths = [min(n, chunker.size) + SPECIAL_TOKENS for n in chunker.lengths(texts)]
-    batches = plan_batches(lengths, settings.embed.batch_size, settings.embed.batch_tokens) if plan else [texts]
+    embed = settings.embed
+    batches = plan_batches(chunker.input_lengths(texts), embed.batch_size, embed.batch_tokens) if plan else [texts]
     embedder.encode(WARMUP)
     t = time.perf_counter()
     for batch in batches:  # one call of every text, or ingestion's batches (sorted, token budget)

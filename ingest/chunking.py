@@ -73,6 +73,13 @@ class Chunker:
             return [len(ids) for ids in self._tokenizer(texts, add_special_tokens=False)["input_ids"]]
         return [self.length(t) for t in texts]
 
+    def input_lengths(self, texts: list[str]) -> list[int]:
+        """Tokens the model reads of each chunk text: what an embedding batch is padded to.
+
+        A chunk's tokens (capped at the chunk size) plus the model's special tokens.
+        """
+        return [min(n, self.size) + SPECIAL_TOKENS for n in self.lengths(texts)]
+
     def split(self, text: str) -> list[str]:
         """Split one section's text into non-empty pieces within the size limit."""
         text = text.strip()

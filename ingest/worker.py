@@ -14,7 +14,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from ingest.chunking import SPECIAL_TOKENS, Chunker
+from ingest.chunking import Chunker
 from ingest.formats import ParseError
 from ingest.loaders import Item, make_loader, parse
 from ingest.sync import DocState, SyncState, state_path
@@ -196,9 +196,7 @@ class _Writer:
         self._state.begin_many([(j.source, j.new_ids) for j in self._jobs])
         self._jobs = []
         buffer, self._buffer = self._buffer, []
-        lengths = [
-            min(n, self._chunker.size) + SPECIAL_TOKENS for n in self._chunker.lengths([c.text for c, _ in buffer])
-        ]
+        lengths = self._chunker.input_lengths([c.text for c, _ in buffer])
         for batch in plan_batches(lengths, self._batch_size, self._batch_tokens):
             await self._put([buffer[i] for i in batch])
 
