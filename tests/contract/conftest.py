@@ -19,7 +19,7 @@ from rag.ids import chunk_id, content_hash
 from rag.registry import make_store
 from rag.seams import VectorStore
 from rag.types import Chunk
-from tests.procs import free_port
+from tests.procs import free_port, stop
 
 # Chroma reads this at client start-up; the tests never reach the network.
 os.environ["ANONYMIZED_TELEMETRY"] = "False"
@@ -59,12 +59,7 @@ def chroma_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.1)
         yield f"chroma+http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop(proc)
 
 
 def store_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
