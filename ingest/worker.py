@@ -145,11 +145,12 @@ class _Writer:
     Overlapped: ``add`` hands full batches to a consumer task through a bounded queue, so parsing and
     chunking of the next documents run while a batch is embedded, and a batch's store write runs while
     the next one is embedded (one embed and one write in flight; order of writes kept). An embedder
-    that computes on this machine's CPU (``cpu_bound``) is not overlapped: each batch is embedded and
-    written before the next is handed on, since the model already keeps every core busy and other work
-    beside it costs more model time than it saves (measured in benchmarks/ingest.py). Pending ids are
-    recorded (one transaction for the whole window) before any of its batches is queued, so the
-    crash-safety protocol is unchanged; documents finished by one write are recorded in one transaction.
+    that computes on this machine's CPU (``cpu_bound``) is not overlapped: each batch is embedded (and
+    any store write it completes is done) before the next is handed on, since the model already keeps
+    every core busy and other work beside it costs more model time than it saves (measured in
+    benchmarks/ingest.py). Pending ids are recorded (one transaction for the whole window) before any of
+    its batches is queued, so the crash-safety protocol is unchanged; documents finished by one write are
+    recorded in one transaction.
 
     Chunks are collected into a window of up to ``_WINDOW`` batches and sorted by token count before being
     cut into batches of at most ``batch_size`` chunks and ``batch_tokens`` padded tokens, so a batch holds
@@ -210,7 +211,8 @@ class _Writer:
             await self._consumer
         if self._serial and batch is not None:
             # The model computes on this machine's cores: parsing the next documents meanwhile would
-            # only take cores from it (and stall its threads), so wait until the batch is written.
+            # only take cores from it (and stall its threads), so wait until the batch is embedded and
+            # any write it completed is done.
             drained = asyncio.ensure_future(self._queue.join())
             await asyncio.wait({drained, self._consumer}, return_when=asyncio.FIRST_COMPLETED)
             if not drained.done():
