@@ -1,30 +1,27 @@
 """``rag eval``: run evaluations, write reports, compare runs, generate questions.
 
-Mounted by the ``rag`` app (``app.add_typer(eval_app, name="eval")``); also runs alone as
-``python -m eval.cli``. Project errors become a one-line message and an exit code here, and only here.
-Exit codes: 0 ok, 2 usage or configuration, 3 a backend failed or a quality gate (``--min``/``--max``) failed.
+Mounted by the ``rag`` command (``onprem_rag.cli``), which turns a ``RagError`` leaving a command into one
+message and an exit code (``rag.errors.ExitCode``: 2 usage or configuration, 3 a backend failed). A failed
+quality gate (``--min``/``--max``) exits with 4.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import random
-import sys
 import time
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from rag.config import Settings, load
-from rag.errors import ConfigError, InvalidRequest, RagError
+from eval.session import RunRequest, load_data, run_eval
+from rag.config import Overrides, Settings
+from rag.errors import ExitCode, InvalidRequest
 
 eval_app = typer.Typer(
     help="Evaluate retrieval and answers against model targets; report, gate and compare runs.",
@@ -36,56 +33,19 @@ out = Console()
 err = Console(stderr=True)
 log = logging.getLogger("eval.cli")
 
-T = TypeVar("T")
-EXIT_CONFIG, EXIT_BACKEND, EXIT_GATE = 2, 3, 3
 HEADLINE = ("f1", "em", "similarity", "faithfulness", "relevance", "refusal")
-
-# Options of the parent ``rag`` callback, read from the click context when mounted.
-_ROOT_OVERRIDES = {
-    "store": "RAG_STORE__URL",
-    "collection": "RAG_STORE__COLLECTION",
-    "embed": "RAG_EMBED__URL",
-    "chat": "RAG_CHAT__URL",
-}
-
-
-def _fail(e: RagError) -> typer.Exit:
-    if isinstance(e, ConfigError):
-        err.print(f"[bold red]configuration error:[/] {e.message}")
-        return typer.Exit(EXIT_CONFIG)
-    err.print(f"[bold red]error ({e.status} {e.code or e.type}):[/] {e.message}")
-    return typer.Exit(EXIT_BACKEND if e.status >= 500 else EXIT_CONFIG)
-
-
-def _run(coro_fn: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    try:
-        return asyncio.run(coro_fn())
-    except RagError as e:
-        raise _fail(e) from None
-    except KeyboardInterrupt:
-        err.print("interrupted; run the same command again to resume")
-        raise typer.Exit(130) from None
 
 
 def _settings(ctx: typer.Context, collection: str | None = None) -> Settings:
-    """Settings from the parent ``rag`` options (when mounted), this command's options and RAG_* variables."""
-    root = ctx.find_root().params
-    for name, env in _ROOT_OVERRIDES.items():
-        if root.get(name) is not None:
-            os.environ[env] = str(root[name])
-    if collection is not None:
-        os.environ["RAG_STORE__COLLECTION"] = collection
-    try:
-        return load(root.get("config"))
-    except ConfigError as e:
-        raise _fail(e) from None
+    """Settings from the ``rag`` command's options, this command's ``--collection`` and RAG_* variables."""
+    return (ctx.obj or Overrides()).load(store={"collection": collection})
 
 
 @eval_app.callback()
 def _options(verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log at DEBUG level.")] = False) -> None:
     """Evaluate retrieval and answers against model targets."""
-    level = "DEBUG" if verbose else os.environ.get("RAG_LOG_LEVEL", "WARNING")
-    logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if verbose:
+        logging.getLogger().setLevel(logging.DEBUG)
 
 
 def _progress() -> Progress:
@@ -98,20 +58,6 @@ def _progress() -> Progress:
         console=err,
         transient=False,
     )
-
-
-def _load_data(dataset: Path | None, squad: Path | None, beir: Path | None) -> Any:
-    from eval.dataset import Imported, from_beir, from_squad, load_cases
-
-    given = [p for p in (dataset, squad, beir) if p is not None]
-    if len(given) != 1:
-        raise InvalidRequest("give exactly one of --dataset FILE, --squad FILE, --beir DIR")
-    if dataset is not None:
-        return Imported(cases=tuple(load_cases(dataset)), corpus=()), str(dataset)
-    if squad is not None:
-        return from_squad(squad), f"squad:{squad}"
-    assert beir is not None
-    return from_beir(beir), f"beir:{beir}"
 
 
 def _print_summary(summary: Any) -> None:
@@ -158,26 +104,23 @@ def _finish(
     report: bool = True,
     tracking: Tracking | None = None,
 ) -> None:
-    """Summarise, write reports, log to trackers, print, apply gates; raises typer.Exit(3) when a gate fails."""
+    """Summarise, write reports, log to trackers, print, apply gates; exits with ExitCode.GATE when a gate fails."""
     from eval.report import check_gates, katib_lines, parse_threshold, summarize, write_summary
 
-    try:
-        thresholds = [parse_threshold(t, "min") for t in mins or []] + [parse_threshold(t, "max") for t in maxs or []]
-        summary = summarize(folder)
-        write_summary(folder, summary)
-        files = {}
-        if report:
-            from eval.render import write_reports
+    thresholds = [parse_threshold(t, "min") for t in mins or []] + [parse_threshold(t, "max") for t in maxs or []]
+    summary = summarize(folder)
+    write_summary(folder, summary)
+    files = {}
+    if report:
+        from eval.render import write_reports
 
-            files = write_reports(folder, summary)
-        failures = check_gates(summary, thresholds)
-        logged: dict[str, Any] = {}
-        if tracking is not None and (tracking.mlflow or tracking.tensorboard):
-            from eval.tracking import log_summary
+        files = write_reports(folder, summary)
+    failures = check_gates(summary, thresholds)
+    logged: dict[str, Any] = {}
+    if tracking is not None and (tracking.mlflow or tracking.tensorboard):
+        from eval.tracking import log_summary
 
-            logged = log_summary(summary, folder, tracking.mlflow, tracking.tensorboard, tracking.experiment)
-    except RagError as e:
-        raise _fail(e) from None
+        logged = log_summary(summary, folder, tracking.mlflow, tracking.tensorboard, tracking.experiment)
     _print_summary(summary)
     if logged.get("mlflow"):
         err.print(f"[dim]MLflow runs: {', '.join(logged['mlflow'])} ({tracking.mlflow if tracking else ''})[/]")
@@ -200,7 +143,7 @@ def _finish(
             err.print(
                 f"[bold red]gate failed:[/] {f.target}: {f.threshold.metric} {actual}, needs {op} {f.threshold.value:g}"
             )
-        raise typer.Exit(EXIT_GATE)
+        raise typer.Exit(ExitCode.GATE)
 
 
 @eval_app.command("run")
@@ -254,77 +197,33 @@ def run_command(
 
       rag eval run --squad dev.json --retrieval -t k=3 -t k=10 -t k=5,min_score=0.3
     """
+    request = RunRequest(
+        targets=tuple(target),
+        dataset=dataset,
+        squad=squad,
+        beir=beir,
+        folder=out_dir or Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S"),
+        ingest=ingest,
+        retrieval=retrieval,
+        concurrency=concurrency,
+        retries=retries,
+        seed=seed,
+        judge=judge,
+        prices=prices,
+        limit=limit,
+    )
     settings = _settings(ctx, collection)
-    folder = out_dir or Path("runs") / time.strftime("eval-%Y%m%d-%H%M%S")
-
-    async def go() -> Any:
-        from eval.corpus import ingest_corpus
-        from eval.judge import Judge
-        from eval.prices import load_prices
-        from eval.runner import DatasetInfo, RunConfig, Runner, RunOptions, dataset_hash, prepare_folder, safe_settings
-        from eval.service import is_service_target
-        from rag.pipeline import Pipeline
-        from rag.registry import make_chat, make_embedder, make_store
-
-        imported, label = _load_data(dataset, squad, beir)
-        cases = list(imported.cases)
-        if not cases:
-            raise InvalidRequest(f"{label}: no cases")
-        if limit is not None and limit < len(cases):
-            cases = sorted(random.Random(seed).sample(cases, limit), key=lambda c: c.id)
-            label = f"{label} (sample of {limit}, seed {seed})"
-        local = retrieval or not all(is_service_target(t) for t in target)
-        table = load_prices(prices)
-        config = RunConfig(
-            name=folder.name,
-            mode="retrieval" if retrieval else "generate",
-            targets=list(target),
-            dataset=DatasetInfo(label=label, sha256=dataset_hash(cases), cases=len(cases)),
-            k=settings.retrieval.k,
-            seed=seed,
-            concurrency=concurrency,
-            retries=retries,
-            judge=judge,
-            prices=table,
-            settings=safe_settings(settings),
-            created=time.time(),
-        )
-        options = RunOptions(
-            targets=tuple(target),
-            mode=config.mode,
-            concurrency=concurrency,
-            retries=retries,
-            seed=seed,
-            prices=table,
-        )
-        prepare_folder(folder, config)
-        store, embedder = make_store(settings), make_embedder(settings)
-        pipeline = Pipeline(settings, store, embedder, make_chat(settings, "extractive://"))
-        grader = Judge(make_chat(settings, judge)) if judge else None
-        try:
-            with _progress() as bar:
-                runner = Runner(pipeline, cases, options, folder, judge=grader)
-                todo, done = runner.pending()
-                corpus = imported.corpus
-                if todo and local and (ingest or settings.store.url.startswith("memory:")):
-                    if not corpus:
-                        raise InvalidRequest("nothing to ingest: --ingest needs --squad or --beir")
-                    task = bar.add_task("ingest", total=None)
-                    await ingest_corpus(settings, store, embedder, corpus, lambda n: bar.update(task, completed=n))
-                task = bar.add_task("evaluate", total=len(todo) + done, completed=done)
-                runner.on_item = lambda _record: bar.advance(task)
-                return await runner.run()
-        finally:
-            if grader is not None:
-                await grader.close()
-            await pipeline.close()
-
-    outcome = _run(go)
+    try:
+        with _progress() as bar:
+            outcome = asyncio.run(run_eval(settings, request, bar))
+    except KeyboardInterrupt:
+        err.print("interrupted; run the same command again to resume")
+        raise
     err.print(
-        f"[dim]{folder}: {outcome.ran} items run, {outcome.skipped} already done, {outcome.failed} failed, "
+        f"[dim]{request.folder}: {outcome.ran} items run, {outcome.skipped} already done, {outcome.failed} failed, "
         f"{outcome.seconds:.1f}s[/]"
     )
-    _finish(folder, min_, max_, katib, tracking=Tracking(mlflow, tensorboard, experiment))
+    _finish(request.folder, min_, max_, katib, tracking=Tracking(mlflow, tensorboard, experiment))
 
 
 @eval_app.command("report")
@@ -361,18 +260,15 @@ def compare_command(
     from eval.report import metric_names, ordered_items, pair_stats
     from eval.runner import ITEMS_FILE, ItemLog, load_config
 
-    try:
-        ca, cb = load_config(run_a), load_config(run_b)
-        ta, tb = target_a or ca.targets[0], target_b or cb.targets[0]
-        items_a = ordered_items(ca, ItemLog(run_a / ITEMS_FILE).read())
-        items_b = ordered_items(cb, ItemLog(run_b / ITEMS_FILE).read())
-        if ta not in items_a or tb not in items_b:
-            raise InvalidRequest(f"unknown target: run A has {ca.targets}, run B has {cb.targets}")
-        if ca.k != cb.k:
-            raise InvalidRequest(f"the runs use different retrieval cutoffs (k={ca.k} and k={cb.k})")
-        pairs = pair_stats(items_a[ta], items_b[tb], metric_names(ca.k, {ta: items_a[ta], tb: items_b[tb]}), ca.seed)
-    except RagError as e:
-        raise _fail(e) from None
+    ca, cb = load_config(run_a), load_config(run_b)
+    ta, tb = target_a or ca.targets[0], target_b or cb.targets[0]
+    items_a = ordered_items(ca, ItemLog(run_a / ITEMS_FILE).read())
+    items_b = ordered_items(cb, ItemLog(run_b / ITEMS_FILE).read())
+    if ta not in items_a or tb not in items_b:
+        raise InvalidRequest(f"unknown target: run A has {ca.targets}, run B has {cb.targets}")
+    if ca.k != cb.k:
+        raise InvalidRequest(f"the runs use different retrieval cutoffs (k={ca.k} and k={cb.k})")
+    pairs = pair_stats(items_a[ta], items_b[tb], metric_names(ca.k, {ta: items_a[ta], tb: items_b[tb]}), ca.seed)
     if ca.dataset.sha256 != cb.dataset.sha256:
         err.print("[yellow]the runs used different data sets; comparing the cases they share (by id)[/]")
     table = Table(title=f"{run_b} ({tb}) vs {run_a} ({ta})")
@@ -438,7 +334,7 @@ def synth_command(
                 await store.close()
             passages = [Passage(c.source, c.text) for c in chunks]
         else:
-            imported, _ = _load_data(None, squad, beir)
+            imported, _ = load_data(None, squad, beir)
             chunker = Chunker(settings.ingest.chunk_size, settings.ingest.chunk_overlap, make_embedder(settings))
             passages = [
                 Passage(c.source, c.text)
@@ -457,9 +353,5 @@ def synth_command(
         dump_cases(cases, out_file)
         return len(cases), len(passages)
 
-    made, seen = _run(go)
+    made, seen = asyncio.run(go())
     err.print(f"{made} cases written to {out_file} (from {seen} passages)")
-
-
-if __name__ == "__main__":
-    eval_app()

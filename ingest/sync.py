@@ -61,6 +61,14 @@ def state_path(data_dir: Path, store_url: str, collection: str, suffix: str = ""
     return data_dir / "sync" / f"{safe}-{tag}{extra}.sqlite3"
 
 
+def state_files(data_dir: Path, store_url: str, collection: str) -> list[Path]:
+    """Every file of a collection's sync state in one store: the state itself, each shard's, their journals."""
+    base = state_path(data_dir, store_url, collection)
+    stem = base.name.removesuffix(".sqlite3")
+    shard = re.compile(rf"{re.escape(stem)}(-shard\d+of\d+)?\.sqlite3(-wal|-shm)?")
+    return sorted(p for p in base.parent.glob(f"{stem}*") if shard.fullmatch(p.name)) if base.parent.is_dir() else []
+
+
 class SyncState:
     """The sqlite-backed state file; every write is committed before the call returns."""
 

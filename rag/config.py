@@ -6,7 +6,9 @@ An optional YAML file (``RAG_CONFIG_FILE`` or ``--config``) supplies values belo
 
 from __future__ import annotations
 
+import copy
 import os
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -312,6 +314,46 @@ def load(config_file: str | Path | None = None, **overrides: Any) -> Settings:
 
     validate_urls(settings)
     return settings
+
+
+@dataclass(frozen=True)
+class Overrides:
+    """Settings given on a command line: a config file, and values that win over it and the environment.
+
+    ``values`` is nested like :class:`Settings` (``{"store": {"url": ...}}``). The ``rag`` command builds
+    one from its global options; each command adds its own and loads the settings once.
+    """
+
+    config_file: Path | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def merged(self, **more: Any) -> Overrides:
+        """A copy with more values (nested dicts merged; ``None`` values are left out)."""
+        values = copy.deepcopy(self.values)
+        _merge(values, more)
+        return Overrides(self.config_file, values)
+
+    def load(self, **more: Any) -> Settings:
+        """The validated settings with these values (and ``more``) on top."""
+        return load(self.config_file, **self.merged(**more).values)
+
+
+def cli_log_level(verbose: bool) -> str:
+    """Log level of a command-line run: DEBUG with ``-v``, else ``RAG_LOG_LEVEL`` if set, else WARNING (quiet)."""
+    return "DEBUG" if verbose else os.environ.get("RAG_LOG_LEVEL", "WARNING")
+
+
+def _merge(into: dict[str, Any], more: dict[str, Any]) -> None:
+    for key, value in more.items():
+        if value is None:
+            continue
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        elif isinstance(value, dict):
+            into[key] = {}
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 def _format_errors(e: ValidationError) -> str:

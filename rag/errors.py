@@ -6,6 +6,8 @@ the service and the CLI translate them for the user in exactly one place each.
 
 from __future__ import annotations
 
+import enum
+
 
 class RagError(Exception):
     """Base of every error this project raises on purpose."""
@@ -119,3 +121,21 @@ class UpstreamTimeout(RagError):
     status = 504
     type = "api_error"
     code = "upstream_timeout"
+
+
+class ExitCode(enum.IntEnum):
+    """Exit codes of the ``rag`` command (docs/cli.md lists them)."""
+
+    OK = 0
+    PARTIAL = 1  # the command ran, but some of its work failed (documents that did not ingest)
+    CONFIG = 2  # usage, configuration or a request the backends refused as invalid
+    BACKEND = 3  # a backend (store, embedder, model server) failed, timed out or is unreachable
+    GATE = 4  # an evaluation quality gate (--min / --max) failed
+    INTERRUPTED = 130  # Ctrl-C
+
+
+def exit_code(error: RagError) -> ExitCode:
+    """The exit code for an error that ends a command: backends at fault (5xx) or the request/config (4xx)."""
+    if isinstance(error, ConfigError):
+        return ExitCode.CONFIG
+    return ExitCode.BACKEND if error.status >= 500 else ExitCode.CONFIG

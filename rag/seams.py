@@ -7,7 +7,8 @@ All seams are async. Adapters around synchronous SDKs run the blocking call in a
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -115,4 +116,70 @@ class ChatBackend(Protocol):
 
     async def close(self) -> None:
         """Release connections and models."""
+        ...
+
+
+# ------------------------------------------------------------------------------------------------
+# Optional capabilities: what some adapters offer beyond their seam. Callers test for them with
+# ``isinstance`` (the protocols are runtime-checkable) and fall back or refuse where one is missing.
+
+
+@runtime_checkable
+class LocalFiles(Protocol):
+    """A store that may keep its data in files on this machine; rag's own files about it go beside them."""
+
+    def local_dir(self, kind: str) -> Path | None:
+        """A folder beside the store's files for rag's ``kind`` of files (``versions``), or None (a server)."""
+        ...
+
+
+@runtime_checkable
+class GroupUpdater(Protocol):
+    """A store that can change the ACL groups of stored chunks in place, keeping their vectors."""
+
+    async def set_groups(self, ids: Sequence[str], groups: Sequence[str]) -> None:
+        """Replace the groups of the given chunks (unknown ids are ignored)."""
+        ...
+
+
+@runtime_checkable
+class Droppable(Protocol):
+    """A store that can delete its whole collection (collection versions drop old versions)."""
+
+    async def drop(self) -> None:
+        """Delete the collection and whatever the adapter keeps beside it."""
+        ...
+
+
+@runtime_checkable
+class Aliasing(Protocol):
+    """A store with native collection aliases (Milvus), so other clients follow a version switch too."""
+
+    async def set_alias(self, alias: str, collection: str) -> None:
+        """Point ``alias`` at ``collection`` atomically."""
+        ...
+
+
+@runtime_checkable
+class LocalCompute(Protocol):
+    """An embedder that computes in this process; ``cpu_bound`` when on this machine's CPU."""
+
+    @property
+    def cpu_bound(self) -> bool:
+        """True when encoding keeps this machine's cores busy (ingestion then does not overlap other work)."""
+        ...
+
+
+@runtime_checkable
+class Tokenized(Protocol):
+    """An embedder whose tokenizer is known, so chunks are sized in the model's own tokens."""
+
+    @property
+    def tokenizer(self) -> Any:
+        """A Hugging Face tokenizer (``tokenize``; callable on a batch)."""
+        ...
+
+    @property
+    def max_tokens(self) -> int:
+        """Longest input the model reads; longer text is truncated."""
         ...

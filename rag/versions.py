@@ -1,4 +1,4 @@
-"""Collection versions: rebuild a collection beside the live one, evaluate it, switch atomically, drop the old.
+"""Collection versions: the pointer from a stable name to its live version, and readers that follow it.
 
 A *stable name* (``settings.store.collection``, e.g. ``docs``) points at one version collection
 (``docs__v2``). The pointer is a small JSON document written atomically (temporary file, fsync,
@@ -11,6 +11,9 @@ stable name is also kept as a native alias (``alter_alias``) so other Milvus cli
 Readers built by :func:`open_backends` follow the pointer on every call (a ``stat`` of the file): a
 query is embedded by the live version's embedder and searched in that same version, even if the
 pointer moves between the two steps (a context variable carries the version from one to the other).
+
+Building, switching and dropping versions (which also touch ingestion's sync state) live in
+``ingest.versions``.
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ import json
 import logging
 import os
 import re
-import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,9 +34,9 @@ from typing import Any
 import numpy as np
 
 from rag.config import Settings
-from rag.errors import ConfigError, InvalidRequest
-from rag.registry import make_embedder, make_store, parse_url
-from rag.seams import Embedder, VectorStore
+from rag.errors import ConfigError
+from rag.registry import make_embedder, make_store
+from rag.seams import Embedder, LocalFiles, VectorStore
 from rag.types import Chunk, EmbedderInfo, Filter, ScoredChunk
 
 log = logging.getLogger(__name__)
@@ -51,21 +53,18 @@ def collection_of(stable: str, version: str) -> str:
 
 
 def pointer_path(settings: Settings) -> Path:
-    """Where the versions document of the configured stable name lives."""
-    url = parse_url(settings.store.url)
+    """Where the versions document of the configured stable name lives.
+
+    Beside the store's own files when it keeps them on this machine (the adapter says where), else under
+    ``data_dir/versions/<hash of the store URL>/``.
+    """
     name = re.sub(r"[^A-Za-z0-9._-]", "_", settings.store.collection)
-    if url.scheme == "chroma":
-        from rag.stores.common import local_path
-
-        path = local_path(url)
-        return path.parent / f"{path.name}-versions" / f"{name}.json"
-    if url.scheme == "milvus+lite":
-        from rag.stores.common import local_path
-
-        path = local_path(url)
-        return path.parent / f"{path.name}.versions" / f"{name}.json"
-    tag = hashlib.blake2b(settings.store.url.encode(), digest_size=4).hexdigest()
-    return settings.data_dir / "versions" / tag / f"{name}.json"
+    store = make_store(settings)
+    folder = store.local_dir("versions") if isinstance(store, LocalFiles) else None
+    if folder is None:
+        tag = hashlib.blake2b(settings.store.url.encode(), digest_size=4).hexdigest()
+        folder = settings.data_dir / "versions" / tag
+    return folder / f"{name}.json"
 
 
 @dataclass(frozen=True)
@@ -171,83 +170,6 @@ def live_settings(settings: Settings) -> Settings:
     """The configured settings, redirected to the live version when the stable name points at one."""
     live = Pointer(pointer_path(settings)).live()
     return settings if live is None else version_settings(settings, live)
-
-
-def begin_build(settings: Settings, name: str, embed_url: str | None) -> Version:
-    """Record a new version as ``building`` (never visible to readers) and return it."""
-    stable = settings.store.collection
-    version = Version(
-        name=name,
-        collection=collection_of(stable, name),
-        embed_url=embed_url or settings.embed.url,
-        chunk_size=settings.ingest.chunk_size,
-        chunk_overlap=settings.ingest.chunk_overlap,
-        state="building",
-        created=time.time(),
-    )
-    pointer = Pointer(pointer_path(settings))
-    with pointer.update() as doc:
-        old = doc["versions"].get(name)
-        if old is not None and doc.get("live") == name:
-            raise InvalidRequest(f"version {name!r} is live; build into a new version name")
-        if old is not None and (old["embed_url"], old["chunk_size"], old["chunk_overlap"]) != (
-            version.embed_url,
-            version.chunk_size,
-            version.chunk_overlap,
-        ):
-            raise InvalidRequest(f"version {name!r} exists with another embedder or chunking; drop it first")
-        doc["versions"][name] = version.to_dict() | ({"created": old["created"]} if old else {})
-    return version
-
-
-def finish_build(settings: Settings, name: str, *, ok: bool) -> None:
-    """Mark a build ready (switchable) or failed."""
-    with Pointer(pointer_path(settings)).update() as doc:
-        doc["versions"][name]["state"] = "ready" if ok else "failed"
-        doc["versions"][name]["finished"] = time.time()
-
-
-async def switch(settings: Settings, name: str) -> Version:
-    """Make a ready version live (one atomic replace of the pointer; Milvus: also its native alias)."""
-    pointer = Pointer(pointer_path(settings))
-    version = pointer.get(name)
-    if version is None:
-        known = ", ".join(v.name for v in pointer.versions()) or "none"
-        raise InvalidRequest(f"no version {name!r} of '{settings.store.collection}' (known: {known})")
-    if version.state != "ready":
-        raise InvalidRequest(f"version {name!r} is {version.state}, not ready: finish `rag collection build` first")
-    store = make_store(version_settings(settings, version))
-    set_alias = getattr(store, "set_alias", None)
-    if set_alias is not None:
-        await set_alias(settings.store.collection, version.collection)
-        await store.close()
-    with pointer.update() as doc:
-        doc["live"] = name
-    return version
-
-
-async def drop(settings: Settings, name: str) -> Version:
-    """Delete a version that is not live: its collection, sync state and record."""
-    pointer = Pointer(pointer_path(settings))
-    version = pointer.get(name)
-    if version is None:
-        raise InvalidRequest(f"no version {name!r} of '{settings.store.collection}'")
-    if pointer.read().get("live") == name:
-        raise InvalidRequest(f"version {name!r} is live; switch to another version before dropping it")
-    vs = version_settings(settings, version)
-    store = make_store(vs)
-    drop_fn = getattr(store, "drop", None)
-    if drop_fn is None:
-        raise ConfigError(f"store {settings.store.url} cannot drop collections")
-    await drop_fn()
-    from ingest.sync import state_path
-
-    state = state_path(settings.data_dir, settings.store.url, version.collection)
-    for suffix in ("", "-wal", "-shm"):
-        Path(str(state) + suffix).unlink(missing_ok=True)
-    with pointer.update() as doc:
-        doc["versions"].pop(name, None)
-    return version
 
 
 # ---------------------------------------------------------------- readers that follow the pointer

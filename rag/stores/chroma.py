@@ -97,8 +97,10 @@ class ChromaStore:
         *,
         lexical_path: Path | None = None,
         tokenizer: str = "kiwi",
+        directory: Path | None = None,
     ) -> None:
         self._make_client = make_client
+        self._directory = directory  # embedded: the Chroma directory
         self._name = collection
         self._where = where
         self._lex = LexicalIndex(tokenizer, lexical_path)
@@ -112,6 +114,12 @@ class ChromaStore:
     def name(self) -> str:
         """Collection name."""
         return self._name
+
+    def local_dir(self, kind: str) -> Path | None:
+        """Embedded: ``<chroma dir>-<kind>/`` beside the Chroma directory (never inside it: Chroma owns that tree)."""
+        if self._directory is None:
+            return None
+        return self._directory.parent / f"{self._directory.name}-{kind}"
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Run a blocking SDK call in a thread; SDK and transport errors become RagErrors here."""
@@ -358,6 +366,7 @@ def from_url(url: BackendURL, settings: Settings) -> ChromaStore:
             str(path),
             lexical_path=lex,
             tokenizer=settings.retrieval.tokenizer,
+            directory=path,
         )
 
     ssl = url.transport == "https"

@@ -249,6 +249,13 @@ class MilvusStore:
         """Collection name."""
         return self._name
 
+    def local_dir(self, kind: str) -> Path | None:
+        """Milvus Lite: ``<file>.<kind>/`` beside the database file; a server keeps nothing on this machine."""
+        if not self._lite:
+            return None
+        path = Path(self._uri)
+        return path.parent / f"{path.name}.{kind}"
+
     async def _call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Run a blocking SDK call in a thread; pymilvus and gRPC errors become RagErrors here."""
         try:

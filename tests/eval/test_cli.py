@@ -13,7 +13,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from eval.cli import eval_app
 from eval.report import Summary
 from tests.eval.conftest import XQUAD, fake_target
 from tests.fakes import FakeOpenAIServer
@@ -22,7 +21,9 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def invoke(*args: str) -> tuple[int, str, str]:
-    result = CliRunner().invoke(eval_app, list(args))
+    from onprem_rag.cli import app
+
+    result = CliRunner().invoke(app, ["eval", *args])
     if result.exception and not isinstance(result.exception, SystemExit):
         raise result.exception
     # rich wraps long messages at the terminal width; compare them with whitespace collapsed.
@@ -86,7 +87,7 @@ def test_two_targets_give_a_paired_comparison_and_reports_with_embedded_plots(
     assert config["targets"] == ["extractive://", fake] and config["judge_prompt_version"]
 
 
-def test_a_failed_gate_exits_3_and_katib_lines_are_printed(eval_env: dict[str, str], tmp_path: Path) -> None:
+def test_a_failed_gate_exits_4_and_katib_lines_are_printed(eval_env: dict[str, str], tmp_path: Path) -> None:
     run = tmp_path / "gate"
     code, out, _ = invoke(
         "run", "--squad", str(XQUAD), "-t", "extractive://", "--out", str(run), "--min", "hit@2=0.5", "--katib"
@@ -95,7 +96,7 @@ def test_a_failed_gate_exits_3_and_katib_lines_are_printed(eval_env: dict[str, s
     lines = dict(line.split("=", 1) for line in out.splitlines() if "=" in line and " " not in line)
     assert float(lines["hit_at_2"]) >= 0.5 and "error_rate" in lines
     code, _, err = invoke("report", str(run), "--min", "em=0.99", "--max", "total_ms_p95=100000")
-    assert code == 3
+    assert code == 4
     assert "gate failed" in err and "em" in err
     code, _, err = invoke("report", str(run), "--min", "nonsense=1")
     assert code == 2 and "unknown metric" in err
@@ -118,8 +119,8 @@ def test_a_run_folder_of_another_run_is_refused(eval_env: dict[str, str], tmp_pa
 
 
 def _start(run: Path, target: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "eval.cli", "run", "--squad", str(XQUAD), "-t", "extractive://", "-t", target]
-    args += ["--concurrency", "1", "--out", str(run)]
+    args = [sys.executable, "-m", "onprem_rag", "eval", "run", "--squad", str(XQUAD), "-t", "extractive://"]
+    args += ["-t", target, "--concurrency", "1", "--out", str(run)]
     return subprocess.Popen(args, cwd=ROOT, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 

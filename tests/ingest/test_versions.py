@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ingest.versions import begin_build, drop, finish_build, switch
 from ingest.worker import ingest_source
 from rag.config import Settings
 from rag.errors import InvalidRequest
 from rag.registry import make_embedder, make_store
-from rag.versions import Pointer, begin_build, drop, finish_build, open_backends, pointer_path, switch, version_settings
+from rag.versions import Pointer, open_backends, pointer_path, version_settings
 
 QUESTIONS = ["How long may a GPU job run?", "VPN access", "backup policy", "GPU 작업"]
 
@@ -150,13 +151,12 @@ async def test_interrupted_build_is_never_live(tmp_path: Path, corpus: Path) -> 
 
 
 def test_cli_build_list_switch_drop(tmp_path: Path, corpus: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from ui import cli
+    from onprem_rag import cli
 
     monkeypatch.setenv("RAG_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("RAG_STORE__URL", f"chroma://{tmp_path}/chroma")
     monkeypatch.setenv("RAG_EMBED__URL", "hash://?dim=64")
     monkeypatch.setenv("RAG_RETRIEVAL__TOKENIZER", "word")
-    monkeypatch.setattr(cli.state, "_settings", None)
     runner = CliRunner()
 
     def rag(*args: str) -> str:

@@ -232,8 +232,8 @@ def test_rag_keys_new_prints_an_entry_that_authenticates_the_key_it_made(tmp_pat
     import yaml
     from typer.testing import CliRunner
 
+    from onprem_rag.cli import app
     from serving.identity import AccessFile
-    from ui.cli import app
 
     made = CliRunner().invoke(app, ["keys", "new", "ci-bot", "-g", "eng", "-s", "search"])
     assert made.exit_code == 0, made.output
