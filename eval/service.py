@@ -17,7 +17,6 @@ An API key for the service is read from ``RAG_EVAL_SERVICE_API_KEY`` (never from
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -25,11 +24,11 @@ from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
 
+from rag.config import eval_service_api_key
 from rag.errors import InvalidRequest, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from rag.types import Usage
 
 SERVICE_SCHEMES = frozenset({"http", "https", "service+http", "service+https"})
-API_KEY_ENV = "RAG_EVAL_SERVICE_API_KEY"
 
 
 def is_service_target(target: str) -> bool:
@@ -96,7 +95,7 @@ class ServiceTarget:
         self.model = (query.get("model") or ["rag"])[-1]
         self.stream = _flag(query, "stream", True)
         self.use_search = _flag(query, "search", True)
-        key = api_key if api_key is not None else os.environ.get(API_KEY_ENV)
+        key = api_key if api_key is not None else eval_service_api_key()
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.AsyncClient(base_url=self.base_url, timeout=timeout_s, headers=headers)
         self._search_missing = False

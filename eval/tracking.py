@@ -16,13 +16,13 @@ plain path) it is set here, since a local folder is the natural store for a lapt
 
 from __future__ import annotations
 
-import os
 import re
 import time
 from pathlib import Path
 from typing import Any
 
 from eval.report import SUMMARY_FILE, GroupSummary, Summary, TargetSummary, gate_values, katib_name
+from rag.config import set_library_environment
 from rag.errors import MissingExtra
 
 EXTRA = "eval-tracking"
@@ -70,7 +70,7 @@ def run_params(summary: Summary, t: TargetSummary) -> dict[str, str]:
 def log_mlflow(uri: str, summary: Summary, folder: Path, experiment: str = "rag-eval") -> list[str]:
     """Log each target as one MLflow run under ``experiment``; returns the MLflow run ids."""
     if uri.startswith("file:") or "://" not in uri:
-        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        set_library_environment(MLFLOW_ALLOW_FILE_STORE="true")
     try:
         from mlflow.tracking import MlflowClient
     except ImportError as e:

@@ -338,6 +338,17 @@ class Overrides:
         return load(self.config_file, **self.merged(**more).values)
 
 
+def set_library_environment(**values: str) -> None:
+    """Give a third-party library the environment it reads (``HF_HUB_OFFLINE``, ...) unless the user set it."""
+    for key, value in values.items():
+        os.environ.setdefault(key, value)
+
+
+def eval_service_api_key() -> str | None:
+    """``RAG_EVAL_SERVICE_API_KEY``: the key the eval CLI sends to a running service target."""
+    return os.environ.get("RAG_EVAL_SERVICE_API_KEY")
+
+
 def cli_log_level(verbose: bool) -> str:
     """Log level of a command-line run: DEBUG with ``-v``, else ``RAG_LOG_LEVEL`` if set, else WARNING (quiet)."""
     return "DEBUG" if verbose else os.environ.get("RAG_LOG_LEVEL", "WARNING")

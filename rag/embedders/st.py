@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from rag.config import set_library_environment
 from rag.errors import ConfigError, MissingExtra
 from rag.types import EmbedderInfo
 
@@ -63,8 +64,7 @@ class SentenceTransformerEmbedder:
     ) -> None:
         if backend not in BACKENDS:
             raise ConfigError(f"unknown embedding backend {backend!r}; choose one of {', '.join(BACKENDS)}")
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        set_library_environment(HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
         try:
             import transformers
             from sentence_transformers import SentenceTransformer
