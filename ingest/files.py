@@ -95,7 +95,7 @@ class Reader:
             fd = os.open(name, _FILE_FLAGS, dir_fd=folder)
         except OSError as e:
             raise _explain(e, folder, name, where, is_folder=False) from e
-        with open(fd, "rb") as f:
+        try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise ChangedError(f"now a {file_kind(st.st_mode)}", where)
@@ -103,7 +103,9 @@ class Reader:
                 raise ChangedError("now another file (replaced or renamed over)", where)
             if st.st_size != size or st.st_mtime != mtime:
                 raise ChangedError("modified (size or modification time)", where)
-            data = f.read(size + 1)  # one byte more: a file still growing is noticed, and never read past
+            data = _read(fd, size + 1)  # one byte more: a file still growing is noticed, and never read past
+        finally:
+            os.close(fd)
         if len(data) != size:
             raise ChangedError("modified while being read", where)
         return data
@@ -126,6 +128,18 @@ class Reader:
                 raise _explain(e, parent, parts[-1], "/".join(parts), is_folder=True) from e
         self._dirs[parts] = fd
         return fd
+
+
+def _read(fd: int, limit: int) -> bytes:
+    """Up to ``limit`` bytes, to the end of the file (plain ``os.read``: a file object costs two more syscalls)."""
+    parts: list[bytes] = []
+    while limit > 0:
+        part = os.read(fd, limit)
+        if not part:
+            break
+        parts.append(part)
+        limit -= len(part)
+    return b"".join(parts)
 
 
 def _explain(e: OSError, folder: int, name: str, where: str, *, is_folder: bool) -> OSError:

@@ -195,6 +195,8 @@ class FolderLoader:
         self._base = self._path if stat.S_ISDIR(st.st_mode) else self._path.parent
         base = st if self._base == self._path else os.stat(self._base)
         self._base_id: FileId = (base.st_dev, base.st_ino)
+        uri = self._base.as_uri()
+        self._base_uri = uri if uri.endswith("/") else uri + "/"  # the file-system root's URI ends in "/"
         self._include = tuple(include)
         self._exclude = tuple(exclude)
         self._max_bytes = int(max_file_mb * 1024 * 1024)
@@ -241,10 +243,16 @@ class FolderLoader:
         return await asyncio.to_thread(read_all)
 
     def _read(self, reader: Reader, item: Item) -> bytes:
-        path = self._base / item.target if item.target else path_of(item.uri)
-        if item.file_id is None or not path.is_relative_to(self._base):
+        # The path below the root straight from the URI's text (pathlib costs more than the read of a small file).
+        if item.target:
+            parts = item.target.split("/")
+        elif item.uri.startswith(self._base_uri):
+            parts = [os.fsdecode(unquote_to_bytes(p)) for p in item.uri[len(self._base_uri) :].split("/")]
+        else:
+            parts = []
+        if item.file_id is None or not parts or any(p in ("", ".", "..") for p in parts):
             raise OSError(errno.EINVAL, "not a file listed by this loader", item.uri)
-        return reader.read(path.relative_to(self._base).parts, item.file_id, item.size, item.mtime)
+        return reader.read(parts, item.file_id, item.size, item.mtime)
 
     def _rel(self, path: Path) -> str:
         return path.relative_to(self._base).as_posix()
