@@ -120,8 +120,8 @@ def _read_acl(path: Path) -> tuple[str, ...]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ACLError(f"unreadable ACL file {path}: {e}") from e
-    return parse_acl(text, str(path))
+        raise ACLError(f"unreadable ACL file {display_name(str(path))}: {e}") from e
+    return parse_acl(text, display_name(str(path)))
 
 
 def parse_acl(text: str, where: str) -> tuple[str, ...]:
@@ -326,7 +326,8 @@ class FolderLoader:
         if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
             linked.setdefault(file_id, _Names(st.st_nlink)).paths.add(target)
         if parser_for(path.name) is None:
-            return Item(uri=uri, name=name, skip=f"unsupported file type '{path.suffix or name.rpartition('/')[2]}'")
+            base = name.rpartition("/")[2]
+            return Item(uri=uri, name=name, skip=f"unsupported file type '{Path(base).suffix or base}'")
         if not stat.S_ISREG(st.st_mode):
             # Reading a FIFO would block the run forever; devices and sockets are no documents either.
             return Item(uri=uri, name=name, error=f"not a regular file ({file_kind(st.st_mode)})")

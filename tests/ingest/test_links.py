@@ -402,3 +402,18 @@ async def test_file_names_that_are_not_utf8_are_ingested_with_text_titles_into_c
     for chunk in chunks:
         assert path_of(chunk.source).is_file()  # the URI leads back to the very file (its bytes)
         json.dumps([chunk.source, chunk.title, chunk.text], ensure_ascii=False).encode("utf-8")  # no lone surrogates
+
+
+async def test_reasons_naming_files_that_are_not_utf8_are_valid_text(tmp_path: Path) -> None:
+    root = _tree(tmp_path)
+    (root / "pub" / os.fsdecode(b"diagram.p\xe9g")).write_bytes(b"\x89PNG")
+    (root / os.fsdecode(b"r\xe9sum\xe9s")).mkdir()
+    (root / os.fsdecode(b"r\xe9sum\xe9s") / ".rag-acl.yaml").write_text("groups: oops\n")
+    (root / os.fsdecode(b"r\xe9sum\xe9s") / "cv.md").write_text("# CV\n\ntext\n")
+    (root / os.fsdecode(b".h\xe9")).mkdir()
+    report, _ = await _ingest(_settings(tmp_path), root)
+    reasons = _reasons(report.skipped + report.failed, root)
+    assert reasons["pub/diagram.p%E9g"] == "unsupported file type '.p\ufffdg'"
+    assert reasons[".h%E9/"] == "hidden folder"
+    assert "r\ufffdsum\ufffds/.rag-acl.yaml must contain 'groups: [name, ...]'" in reasons["r%E9sum%E9s/cv.md"]
+    json.dumps(report.to_dict(), ensure_ascii=False).encode("utf-8")  # as `rag ingest --report` writes it
