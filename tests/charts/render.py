@@ -20,6 +20,8 @@ ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "charts" / "onprem-rag"
 HERE = Path(__file__).parent
 VALUES_ALL = HERE / "values-all.yaml"
+VALUES_DEV = CHART / "values-dev.yaml"
+VALUES_PROD = CHART / "values-prod.yaml"
 NS = "rag-test"
 RELEASE = "t"
 FULLNAME = f"{RELEASE}-onprem-rag"
@@ -31,6 +33,8 @@ assert len(LONG_RELEASE) == 53
 PROFILES: dict[str, tuple[str, ...]] = {
     "default": (),
     "all": ("-f", str(VALUES_ALL)),
+    "dev": ("-f", str(VALUES_DEV)),
+    "prod": ("-f", str(VALUES_PROD)),
 }
 
 Doc = dict[str, Any]

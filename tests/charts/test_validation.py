@@ -40,7 +40,7 @@ def _sets(*assignments: str) -> tuple[str, ...]:
 EXTRA_RENDERS: dict[str, tuple[str, ...]] = {
     "knative-tei": (
         "-f",
-        PROFILES["all"][1],
+        PROFILES["prod"][1],
         *_sets(
             "kserve.deploymentMode=Knative",
             "kserve.embedder.runtime=tei",
