@@ -116,7 +116,8 @@ def _settings(work: Path, models: Path, backend: str) -> Any:
 
 async def chunk_texts(settings: Any, embedder: Any, source: str) -> list[str]:
     from ingest.chunking import Chunker
-    from ingest.loaders import make_loader, parse
+    from ingest.loaders import parse
+    from ingest.source import make_loader
 
     loader = make_loader(source, settings.ingest)
     chunker = Chunker(settings.ingest.chunk_size, settings.ingest.chunk_overlap, embedder)
@@ -158,7 +159,8 @@ def child_ours(corpus: Path, work: Path, models: Path, backend: str) -> dict[str
     # One-time process start-up is outside the timed part of every pipeline (the frameworks import their
     # readers and splitters before it): for ours that includes the parsers' lazy imports and bs4's HTML
     # entity table, built on the first entity it meets (0.1-0.3 s).
-    from ingest.loaders import Item, parse
+    from ingest.loaders import parse
+    from ingest.source import Item
 
     for name, data in _WARM_DOCS.items():
         parse(Item(uri=f"file:///warm/{name}", name=name), data)

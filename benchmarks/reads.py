@@ -33,7 +33,8 @@ from pathlib import Path
 # would hide the `ingest` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
-from ingest.loaders import FolderLoader, Item, path_of  # noqa: E402
+from ingest.loaders import FolderLoader, path_of  # noqa: E402
+from ingest.source import Item  # noqa: E402
 from ingest.worker import _AHEAD_BYTES, _AHEAD_FILES  # noqa: E402
 
 

@@ -12,6 +12,7 @@ from langchain_text_splitters import RecursiveCharacterTextSplitter
 from ingest.formats import PARSER_VERSION
 from ingest.loaders import Document
 from rag.ids import chunk_id, content_hash
+from rag.seams import Tokenized
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -39,8 +40,8 @@ class Chunker:
     """Splits documents into chunks no longer than ``size`` tokens of the embedder."""
 
     def __init__(self, chunk_size: int, chunk_overlap: int, embedder: Any = None) -> None:
-        tokenizer = getattr(embedder, "tokenizer", None)
-        max_tokens = getattr(embedder, "max_tokens", None)
+        tokenizer = embedder.tokenizer if isinstance(embedder, Tokenized) else None
+        max_tokens = embedder.max_tokens if isinstance(embedder, Tokenized) else None
         size = chunk_size
         if isinstance(max_tokens, int) and max_tokens - SPECIAL_TOKENS < size:
             size = max_tokens - SPECIAL_TOKENS

@@ -1,7 +1,8 @@
-"""Document sources: a ``Loader`` lists items and fetches their bytes; ``parse`` turns bytes into a Document.
+"""The folder loader, and ``parse``, which turns a fetched item's bytes into a Document.
 
-The folder loader serves ``file://`` URIs and plain paths. Listing is cheap (a directory walk and
-``stat``); bytes are read only when the sync needs them, and parsed only when they changed.
+The folder loader serves ``file://`` URIs and plain paths (``ingest.source`` picks loaders by scheme).
+Listing is cheap (a directory walk and ``stat``); bytes are read only when the sync needs them, and
+parsed only when they changed.
 """
 
 from __future__ import annotations
@@ -9,45 +10,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
-import fnmatch
 import logging
 import os
 import stat
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol, runtime_checkable
 from urllib.parse import unquote_to_bytes, urlsplit
 
-import yaml
-
+from ingest.acl import ACL_FILE, ACLError, groups_for
 from ingest.files import FileId, Reader, display_name, file_kind
 from ingest.formats import ParseError, Section, parser_for
+from ingest.source import Item, matches
 from rag.config import IngestSettings
 from rag.errors import InvalidRequest
 from rag.ids import content_hash
 from rag.lang import detect_lang
 
 log = logging.getLogger(__name__)
-
-ACL_FILE = ".rag-acl.yaml"
-
-
-@dataclass(frozen=True)
-class Item:
-    """One document a loader found: its URI, where it sits, its ACL groups, or why it is not loadable."""
-
-    uri: str
-    name: str
-    mtime: float = 0.0
-    size: int = 0
-    groups: tuple[str, ...] = ()
-    skip: str = ""  # non-empty: not a document we handle (unsupported type, link outside the root)
-    error: str = ""  # non-empty: a document we should handle but cannot (too large, bad ACL file)
-    # Folder sources: the listed file (device, inode), and its path below the root when ``uri`` is a link to it.
-    # A read checks that it still is that file.
-    file_id: FileId | None = None
-    target: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,82 +44,6 @@ class Document:
     warnings: tuple[str, ...] = ()
 
 
-@runtime_checkable
-class Loader(Protocol):
-    """A source of documents: lists items (covered by ``root``) and fetches an item's bytes."""
-
-    @property
-    def root(self) -> str:
-        """URI prefix that every item of this source starts with; stored documents under it and not listed are gone."""
-        ...
-
-    def items(self) -> AsyncIterator[Item]:
-        """Every item of the source, skipped and refused ones included (with their reason)."""
-        ...
-
-    async def fetch(self, item: Item) -> bytes:
-        """Raw bytes of one item."""
-        ...
-
-
-class ACLError(Exception):
-    """An ACL file exists but cannot be read; its folder must not fall back to the default groups."""
-
-
-def groups_for(
-    path: Path, root: Path, default: Sequence[str], _cache: dict[Path, tuple[str, ...]] | None = None
-) -> tuple[str, ...]:
-    """ACL groups of a file: the nearest ``.rag-acl.yaml`` (``groups: [a, b]``) at or above its folder, within root.
-
-    Raises:
-        ACLError: the nearest ACL file is unreadable or malformed (fail closed, never public).
-    """
-    cache = _cache if _cache is not None else {}
-    folder = path.parent
-    chain: list[Path] = []
-    groups: tuple[str, ...] | None = None
-    while True:
-        if folder in cache:
-            groups = cache[folder]
-            break
-        chain.append(folder)
-        acl = folder / ACL_FILE
-        if acl.is_file():
-            groups = _read_acl(acl)
-            break
-        if folder == root or root not in folder.parents:
-            groups = tuple(default)
-            break
-        folder = folder.parent
-    for f in chain:
-        cache[f] = groups
-    return groups
-
-
-def _read_acl(path: Path) -> tuple[str, ...]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ACLError(f"unreadable ACL file {display_name(str(path))}: {e}") from e
-    return parse_acl(text, display_name(str(path)))
-
-
-def parse_acl(text: str, where: str) -> tuple[str, ...]:
-    """Groups from the text of an ACL file (``groups: [a, b]``); ``where`` names it in errors.
-
-    Raises:
-        ACLError: not YAML, or no non-empty list of group names.
-    """
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        raise ACLError(f"unreadable ACL file {where}: {e}") from e
-    groups = data.get("groups") if isinstance(data, dict) else None
-    if not isinstance(groups, list) or not groups or not all(isinstance(g, str) and g.strip() for g in groups):
-        raise ACLError(f"ACL file {where} must contain 'groups: [name, ...]' with at least one group")
-    return tuple(sorted({g.strip() for g in groups}))
-
-
 def path_of(source: str) -> Path:
     """Local path from a ``file://`` URI or a plain path (a URI's escapes are file-system bytes, UTF-8 or not)."""
     if source.startswith("file://"):
@@ -148,13 +52,6 @@ def path_of(source: str) -> Path:
             raise InvalidRequest(f"file URI with a remote host is not supported: {source}", param="source")
         return Path(os.fsdecode(unquote_to_bytes(parts.path)))
     return Path(source)
-
-
-def matches(rel: str, patterns: Sequence[str]) -> bool:
-    """Whether a relative path matches any glob (slash-less globs also match the bare name)."""
-    # fnmatch's '*' crosses '/', so '*.md' matches at any depth; slash-less patterns also match the name.
-    name = rel.rsplit("/", 1)[-1]
-    return any(fnmatch.fnmatchcase(rel, p) or ("/" not in p and fnmatch.fnmatchcase(name, p)) for p in patterns)
 
 
 @dataclass
@@ -413,23 +310,8 @@ def parse(item: Item, data: bytes) -> Document:
     )
 
 
-def make_loader(source: str, cfg: IngestSettings) -> Loader:
-    """The loader for a source string by scheme: ``s3://bucket/prefix``, else ``file://`` URIs and plain paths.
-
-    Raises:
-        InvalidRequest: an unknown scheme, or a source that does not exist.
-        ConfigError: the S3 extra is not installed.
-    """
-    scheme = urlsplit(source).scheme
-    if scheme == "s3":
-        from ingest.s3 import S3Loader
-
-        return S3Loader(source, cfg)
-    if scheme not in ("", "file") and not (len(scheme) == 1 and os.name == "nt"):
-        raise InvalidRequest(
-            f"unsupported source '{source}': folders and files (file:// URIs or paths) or s3://bucket/prefix",
-            param="source",
-        )
+def from_source(source: str, cfg: IngestSettings) -> FolderLoader:
+    """The folder loader for a ``file://`` URI or a plain path (the ``file`` row of ``ingest.source.LOADERS``)."""
     return FolderLoader(
         source,
         include=cfg.include,

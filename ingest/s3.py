@@ -18,10 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
+from ingest.acl import ACL_FILE, ACLError, parse_acl
 from ingest.formats import parser_for
-from ingest.loaders import ACL_FILE, ACLError, Item, matches, parse_acl
+from ingest.source import Item, matches
 from rag.config import IngestSettings
-from rag.errors import ConfigError, InvalidRequest, UpstreamError, UpstreamUnavailable
+from rag.errors import InvalidRequest, UpstreamError, UpstreamUnavailable
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +40,10 @@ def _bad_segment(rel: str) -> bool:
 
 
 def _client(cfg: IngestSettings) -> Any:
-    try:
-        import boto3
-        from botocore.config import Config
-    except ImportError as e:
-        raise ConfigError("s3:// sources need the 's3' extra: pip install 'onprem-rag[s3]'") from e
+    # A missing boto3 surfaces as MissingExtra("boto3", "s3"): the registry (ingest.source) maps it.
+    import boto3
+    from botocore.config import Config
+
     key = cfg.s3_access_key_id.get_secret_value() if cfg.s3_access_key_id else None
     secret = cfg.s3_secret_access_key.get_secret_value() if cfg.s3_secret_access_key else None
     return boto3.client(
@@ -209,3 +209,8 @@ class S3Loader:
                 break
             folder = folder.rpartition("/")[0]
         return Item(uri=uri, name=rel, mtime=mtime, size=size, groups=tuple(self._cfg.default_groups))
+
+
+def from_source(source: str, cfg: IngestSettings) -> S3Loader:
+    """The S3 loader for ``s3://bucket/prefix`` (the ``s3`` row of ``ingest.source.LOADERS``)."""
+    return S3Loader(source, cfg)

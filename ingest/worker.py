@@ -10,18 +10,19 @@ import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any
 
 import numpy as np
 
 from ingest.chunking import Chunker
 from ingest.formats import ParseError
-from ingest.loaders import Item, make_loader, parse
+from ingest.loaders import parse
+from ingest.source import BatchFetcher, Item, Loader, make_loader
 from ingest.sync import DocState, SyncState, state_path
 from rag.config import EmbedSettings, Settings
 from rag.errors import InvalidRequest
 from rag.ids import content_hash
-from rag.seams import Embedder, VectorStore
+from rag.seams import Embedder, GroupUpdater, LocalCompute, VectorStore
 from rag.types import Chunk
 
 log = logging.getLogger(__name__)
@@ -37,15 +38,6 @@ _WRITE_BATCHES = 4
 
 # progress(status, source): status is one of added, updated, regrouped, unchanged, deleted, skipped, failed.
 Progress = Callable[[str, str], None]
-
-
-@runtime_checkable
-class GroupUpdater(Protocol):
-    """A store that can change the ACL groups of stored chunks in place, keeping their vectors."""
-
-    async def set_groups(self, ids: Sequence[str], groups: Sequence[str]) -> None:
-        """Replace the groups of the given chunks (unknown ids are ignored)."""
-        ...
 
 
 def parse_shard(spec: str) -> tuple[int, int]:
@@ -178,7 +170,7 @@ class _Writer:
         self._queue: asyncio.Queue[list[tuple[Chunk, _Job]] | None] = asyncio.Queue(maxsize=2)
         self._consumer: asyncio.Task[None] | None = None
         # A local CPU model (``cpu_bound``) gets the cores to itself: no parsing while it embeds.
-        self._serial = bool(getattr(embedder, "cpu_bound", False))
+        self._serial = isinstance(embedder, LocalCompute) and embedder.cpu_bound
 
     async def add(self, job: _Job, chunks: list[Chunk]) -> None:
         """Buffer a document's chunks; hand full batches on once a window is full."""
@@ -394,7 +386,7 @@ async def ingest_source(
     return report
 
 
-async def _read_ahead(loader: Any, items: list[Item], start: int) -> dict[str, bytes | OSError]:
+async def _read_ahead(loader: Loader, items: list[Item], start: int) -> dict[str, bytes | OSError]:
     """Contents of ``items[start]`` and the readable items after it, up to _AHEAD_FILES files / _AHEAD_BYTES.
 
     A folder reads the whole group in one worker-thread call (``fetch_many``): an unchanged document costs
@@ -409,9 +401,8 @@ async def _read_ahead(loader: Any, items: list[Item], start: int) -> dict[str, b
             break
         group.append(item)
         size += item.size
-    fetch_many = getattr(loader, "fetch_many", None)
-    if fetch_many is not None:
-        return dict(zip((i.uri for i in group), await fetch_many(group), strict=True))
+    if isinstance(loader, BatchFetcher):
+        return dict(zip((i.uri for i in group), await loader.fetch_many(group), strict=True))
     out: dict[str, bytes | OSError] = {}
     for item in group:
         try:

@@ -83,10 +83,14 @@ def options(
 @app.command()
 def backends() -> None:
     """List the backend URL schemes of every seam (stores, embedders, chat, rerankers, document sources)."""
-    from rag.registry import CHATS, EMBEDDERS, STORES
+    from ingest.source import LOADERS
+    from rag.registry import CHATS, EMBEDDERS, RERANKERS, STORES
 
     out = Console(soft_wrap=True)
-    for title, rows in (("Vector stores", STORES), ("Embedders", EMBEDDERS), ("Chat backends", CHATS)):
+    for title, rows in (
+        ("Vector stores", STORES), ("Embedders", EMBEDDERS), ("Chat backends", CHATS),
+        ("Rerankers", RERANKERS), ("Document sources", LOADERS),
+    ):  # fmt: skip
         table = Table(title=title)
         for column in ("scheme", "extra", "what"):
             table.add_column(column)

@@ -15,10 +15,9 @@ from rag.context import fit_budget, is_followup, rewrite_messages, select, stand
 from rag.errors import CollectionNotFound, InvalidRequest, RagError
 from rag.lang import detect_lang
 from rag.prompt import build_messages
-from rag.registry import is_auto, make_chat
-from rag.rerank import Reranker, make_reranker
+from rag.registry import is_auto, make_chat, make_reranker
 from rag.retrieval import Retriever
-from rag.seams import ChatBackend, Embedder, VectorStore
+from rag.seams import ChatBackend, Embedder, Reranker, VectorStore
 from rag.types import ChatRequest, Delta, Filter, GenParams, Message, ScoredChunk, Usage
 
 log = logging.getLogger(__name__)
@@ -108,7 +107,7 @@ class Pipeline:
             chat = await resolve_auto(settings)
         else:
             chat = make_chat(settings)
-        reranker = make_reranker(settings.retrieval.rerank_url, timeout_s=settings.chat.timeout_s)
+        reranker = make_reranker(settings)
         log.info(
             "pipeline: store=%s embedder=%s chat=%s retrieval=%s reranker=%s",
             settings.store.url,

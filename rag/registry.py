@@ -15,7 +15,7 @@ from rag.errors import ConfigError, MissingExtra
 
 if TYPE_CHECKING:
     from rag.config import Settings
-    from rag.seams import ChatBackend, Embedder, VectorStore
+    from rag.seams import ChatBackend, Embedder, Reranker, VectorStore
 
 
 @dataclass(frozen=True)
@@ -104,6 +104,12 @@ CHATS: dict[str, Entry] = {
     "llamacpp": Entry("rag.chat.llamacpp:from_url", "local-llm", "embedded llama.cpp, llamacpp:///model.gguf"),
 }
 
+RERANKERS: dict[str, Entry] = {
+    "st": Entry("rag.rerank:from_url", "core", "local cross-encoder directory, st:///path/to/model (never downloaded)"),
+    "http": Entry("rag.rerank:from_url", "core", "TEI /rerank, or vLLM/KServe /v1/rerank (?model=x)"),
+    "https": Entry("rag.rerank:from_url", "core", "a rerank endpoint over TLS"),
+}
+
 # 'auto' is resolved at start-up (rag.chat.auto), not a backend of its own.
 CHAT_AUTO = "auto"
 
@@ -111,6 +117,11 @@ CHAT_AUTO = "auto"
 def is_auto(url: str) -> bool:
     """True for ``auto`` and ``auto?model=x`` (Ollama if it answers, else extractive)."""
     return url.partition("?")[0] == CHAT_AUTO
+
+
+def entry(table: dict[str, Entry], seam: str, raw: str) -> tuple[BackendURL, Entry]:
+    """The parsed URL and its table row; an unknown scheme fails listing the known ones."""
+    return _entry(table, seam, raw)
 
 
 def _entry(table: dict[str, Entry], seam: str, raw: str) -> tuple[BackendURL, Entry]:
@@ -123,11 +134,15 @@ def _entry(table: dict[str, Entry], seam: str, raw: str) -> tuple[BackendURL, En
 
 
 def _build(entry: Entry, url: BackendURL, settings: Settings) -> Any:
-    """Import the adapter module and call its factory; a missing SDK names the extra to install."""
+    return build(entry, url, settings)
+
+
+def build(entry: Entry, *args: Any) -> Any:
+    """Import the adapter module and call its factory with ``args``; a missing SDK names the extra to install."""
     module_name, _, attr = entry.target.partition(":")
     try:
         factory = getattr(importlib.import_module(module_name), attr)
-        return factory(url, settings)
+        return factory(*args)
     except ModuleNotFoundError as e:
         missing = e.name or "?"
         if missing.split(".")[0] in ("rag", "ingest", "serving", "eval", "ui"):
@@ -141,6 +156,8 @@ def validate_urls(settings: Settings) -> None:
     _entry(EMBEDDERS, "embedder", settings.embed.url)
     if not is_auto(settings.chat.url):
         _entry(CHATS, "chat backend", settings.chat.url)
+    if settings.retrieval.rerank_url:
+        _entry(RERANKERS, "reranker", settings.retrieval.rerank_url)
 
 
 def make_store(settings: Settings) -> VectorStore:
@@ -158,4 +175,12 @@ def make_embedder(settings: Settings) -> Embedder:
 def make_chat(settings: Settings, url_text: str | None = None) -> ChatBackend:
     """Build a chat backend from a URL (default: the configured one; 'auto' is not accepted here)."""
     url, entry = _entry(CHATS, "chat backend", url_text or settings.chat.url)
+    return _build(entry, url, settings)  # type: ignore[no-any-return]
+
+
+def make_reranker(settings: Settings) -> Reranker | None:
+    """Build the configured reranker, or None when ``retrieval.rerank_url`` is empty."""
+    if not settings.retrieval.rerank_url:
+        return None
+    url, entry = _entry(RERANKERS, "reranker", settings.retrieval.rerank_url)
     return _build(entry, url, settings)  # type: ignore[no-any-return]

@@ -17,25 +17,16 @@ import asyncio
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
 import httpx
 
 from rag.errors import ConfigError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 
-
-@runtime_checkable
-class Reranker(Protocol):
-    """Scores (query, passage) pairs; higher is more relevant."""
-
-    async def rerank(self, query: str, texts: Sequence[str]) -> list[float]:
-        """One score per text, in the order given."""
-        ...
-
-    async def close(self) -> None:
-        """Release connections and models."""
-        ...
+if TYPE_CHECKING:
+    from rag.config import Settings
+    from rag.registry import BackendURL
 
 
 class CrossEncoderReranker:
@@ -109,15 +100,12 @@ class HttpReranker:
         await self._client.aclose()
 
 
-def make_reranker(url: str, api_key: str = "", timeout_s: float = 30.0) -> Reranker | None:
-    """``st:///path/to/cross-encoder``, ``http(s)://host/rerank`` (``?model=x``), or None for ''."""
-    if not url:
-        return None
-    parts = urlsplit(url)
-    if parts.scheme == "st":
+def from_url(url: BackendURL, settings: Settings) -> CrossEncoderReranker | HttpReranker:
+    """``st:///path/to/cross-encoder`` or ``http(s)://host/rerank`` (``?model=x``)."""
+    if url.scheme == "st":
+        parts = urlsplit(url.raw)
         return CrossEncoderReranker(Path(parts.netloc + parts.path))
-    if parts.scheme in ("http", "https"):
-        model = parse_qs(parts.query).get("model", [""])[0]
-        plain = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
-        return HttpReranker(plain, model=model, api_key=api_key, timeout_s=timeout_s)
-    raise ConfigError(f"unknown reranker URL {url!r}: use st:///path/to/model or http(s)://host/rerank")
+    parts = urlsplit(url.raw)
+    model = parse_qs(parts.query).get("model", [""])[0]
+    plain = urlunsplit((parts.scheme, parts.netloc, parts.path, "", ""))
+    return HttpReranker(plain, model=model, timeout_s=settings.chat.timeout_s)

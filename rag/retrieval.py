@@ -29,8 +29,7 @@ from functools import lru_cache
 from rag.config import RetrievalSettings
 from rag.lang import detect_lang
 from rag.lexical import coverage, lexical_text, make_tokenizer
-from rag.rerank import Reranker
-from rag.seams import Embedder, VectorStore
+from rag.seams import Embedder, Reranker, VectorStore
 from rag.stores.common import validate_filter, validate_k
 from rag.types import Filter, ScoredChunk
 

@@ -98,6 +98,19 @@ class VectorStore(Protocol):
 
 
 @runtime_checkable
+class Reranker(Protocol):
+    """Scores (query, passage) pairs; higher is more relevant."""
+
+    async def rerank(self, query: str, texts: Sequence[str]) -> list[float]:
+        """One score per text, in the order given."""
+        ...
+
+    async def close(self) -> None:
+        """Release connections and models."""
+        ...
+
+
+@runtime_checkable
 class ChatBackend(Protocol):
     """Generates an answer, always as a stream of deltas."""
 

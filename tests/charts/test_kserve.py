@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from rag.config import Settings
-from rag.registry import validate_urls
-from rag.rerank import HttpReranker, make_reranker
+from rag.registry import make_reranker, validate_urls
+from rag.rerank import HttpReranker
 from tests.charts.render import (
     FULLNAME,
     LONG_RELEASE,
@@ -209,7 +209,7 @@ def test_the_service_accepts_the_urls_the_chart_wires_in(helm, monkeypatch, runt
         monkeypatch.setenv(name, value)
     settings = Settings()
     validate_urls(settings)  # every scheme is one the service knows
-    reranker = make_reranker(settings.retrieval.rerank_url)
+    reranker = make_reranker(settings)
     assert isinstance(reranker, HttpReranker)
     # TEI's /rerank takes {query, texts}; the OpenAI-style /v1/rerank takes {model, query, documents}.
     assert reranker.cohere_style is (rerank_runtime == "huggingface")

@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from ingest.formats import ParseError, decode_text, parse_docx, parse_html, parse_markdown, parse_pdf, parse_text
-from ingest.loaders import Item, parse
+from ingest.loaders import parse
+from ingest.source import Item
 from tests.ingest.conftest import DOCS
 
 KOREAN = "보안 사고는 즉시 정보보안팀에 신고합니다. 비밀번호는 14자 이상이어야 합니다."

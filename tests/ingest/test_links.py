@@ -23,7 +23,8 @@ import numpy as np
 import pytest
 
 from ingest.files import ChangedError
-from ingest.loaders import FolderLoader, Item, path_of
+from ingest.loaders import FolderLoader, path_of
+from ingest.source import Item
 from ingest.worker import IngestReport, ingest_source
 from rag.config import Settings
 from rag.pipeline import Pipeline

@@ -5,7 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from ingest.loaders import ACLError, FolderLoader, groups_for, make_loader
+from ingest.acl import ACLError, groups_for
+from ingest.loaders import FolderLoader
+from ingest.source import make_loader
 from rag.config import IngestSettings
 from rag.errors import InvalidRequest
 from tests.ingest.conftest import DOCS

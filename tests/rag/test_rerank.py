@@ -6,16 +6,22 @@ from collections.abc import Iterator
 
 import pytest
 
-from rag.config import RetrievalSettings
+from rag.config import RetrievalSettings, Settings
 from rag.embedders.hashing import HashingEmbedder
 from rag.errors import ConfigError, UpstreamError, UpstreamUnavailable
-from rag.rerank import HttpReranker, make_reranker
+from rag.registry import make_reranker
+from rag.rerank import HttpReranker
 from rag.retrieval import Retriever
 from rag.stores.memory import MemoryStore
 from rag.types import Chunk
 from tests.contract.conftest import free_port
 from tests.fakes._serve import ServerThread
 from tests.fakes.rerank_server import FakeRerankServer
+
+
+def reranker_for(url: str):  # type: ignore[no-untyped-def]
+    return make_reranker(Settings(retrieval={"rerank_url": url}))
+
 
 TEXTS = ["the cafeteria opens at eight", "gpu jobs run for 72 hours on the cluster", "gpu cluster"]
 
@@ -30,7 +36,7 @@ def fake() -> Iterator[tuple[FakeRerankServer, str]]:
 @pytest.mark.parametrize("path", ["/rerank", "/v1/rerank"])
 async def test_scores_come_back_in_the_order_of_the_texts(fake, path: str):
     server, root = fake
-    reranker = make_reranker(f"{root}{path}?model=bge-reranker")
+    reranker = reranker_for(f"{root}{path}?model=bge-reranker")
     assert isinstance(reranker, HttpReranker)
     scores = await reranker.rerank("gpu jobs hours", TEXTS)
     await reranker.close()
@@ -59,11 +65,11 @@ async def test_an_unreachable_reranker_is_upstream_unavailable():
 
 
 def test_reranker_urls_are_checked():
-    assert make_reranker("") is None
+    assert reranker_for("") is None
     with pytest.raises(ConfigError, match="no reranker ships"):
-        make_reranker("st:///nonexistent/cross-encoder")
-    with pytest.raises(ConfigError):
-        make_reranker("ftp://x/rerank")
+        reranker_for("st:///nonexistent/cross-encoder")
+    with pytest.raises(ConfigError, match="unknown reranker scheme 'ftp'"):
+        reranker_for("ftp://x/rerank")
 
 
 async def test_retriever_reorders_fused_candidates_by_the_reranker(fake):
@@ -73,7 +79,7 @@ async def test_retriever_reorders_fused_candidates_by_the_reranker(fake):
     await store.open(embedder.info, create=True)
     chunks = [Chunk(id=f"c{i}", text=t, source=f"s{i}", index=i) for i, t in enumerate(TEXTS)]
     await store.upsert(chunks, await embedder.embed_documents(TEXTS))
-    reranker = make_reranker(f"{root}/rerank")
+    reranker = reranker_for(f"{root}/rerank")
     retriever = Retriever(store, embedder, RetrievalSettings(min_score=0.0), reranker)
     hits = await retriever.search("gpu jobs hours", 2)
     assert [h.chunk.id for h in hits] == ["c1", "c2"]
