@@ -24,7 +24,7 @@ needs_deploy_venv = pytest.mark.skipif(
 def clean_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment for a subprocess: this checkout first on the path, a private HOME, no KUBECONFIG."""
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "PYTHONPATH")}
-    env.update(HOME=str(home), PYTHONPATH=str(ROOT), COLUMNS="200", NO_COLOR="1", **extra)
+    env.update({"HOME": str(home), "PYTHONPATH": str(ROOT), "COLUMNS": "200", "NO_COLOR": "1", **extra})
     return env
 
 
