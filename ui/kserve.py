@@ -217,6 +217,7 @@ def fetch(
         ) from e
     host = client.api_instance.api_client.configuration.host
     what = f"InferenceService {ns}/{name}"
+    log.debug("reading %s from %s", what, host)
     try:
         obj = client.api_instance.get_namespaced_custom_object(
             constants.KSERVE_GROUP,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import socket
 import sys
@@ -11,10 +12,11 @@ from typing import Any
 import jsonschema
 import pytest
 
+from rag.errors import InvalidRequest, UpstreamUnavailable
 from rag.openai_client import openai_base_url, require_model
 from rag.registry import CHATS, parse_url
 from tests.deploy.conftest import DEPLOY_RAG, ROOT, clean_env, needs_deploy_venv, run
-from tests.fakes.kube_api import FakeKubeAPI, fresh_isvc, knative_isvc, standard_isvc
+from tests.fakes.kube_api import FakeKubeAPI, fresh_isvc, knative_isvc, self_signed, standard_isvc
 from ui.kserve import _served_name, backend_url, summarize
 
 SCHEMA = json.loads((ROOT / "tests/deploy/schemas/kserve-inferenceservice.excerpt.schema.json").read_text())
@@ -64,6 +66,21 @@ def test_backend_urls_are_ones_the_chat_backend_table_accepts():
         assert url.scheme in CHATS
         assert openai_base_url(url) == base
         assert require_model(url, "x") == "qwen"
+
+
+def test_without_a_reported_address_the_url_is_derived_from_the_mode_and_modelmesh_is_refused():
+    raw = standard_isvc(mode="Standard", annotate=False)
+    del raw["status"]["address"]
+    assert backend_url(summarize(raw)) == "kserve+http://llm-predictor.models.svc.cluster.local/openai/v1?model=qwen"
+    knative = knative_isvc(ready=False)
+    assert backend_url(summarize(knative)) == "kserve+http://llm.models.svc.cluster.local/openai/v1?model=qwen"
+    with pytest.raises(UpstreamUnavailable, match=r"no status\.url"):
+        backend_url(summarize(knative), external=True)
+    with pytest.raises(UpstreamUnavailable, match="nor a deployment mode"):
+        backend_url(summarize(fresh_isvc()))
+    mesh = standard_isvc(mode="ModelMesh")
+    with pytest.raises(InvalidRequest, match="ModelMesh"):
+        backend_url(summarize(mesh))
 
 
 @needs_deploy_venv
@@ -163,6 +180,15 @@ def test_an_unreachable_api_server_is_reported_with_its_address(kube_api: FakeKu
     r = kserve(kubeconfig, tmp_path, "status", "llm", "--timeout", "5")
     assert r.returncode == 3
     assert f"cannot reach the Kubernetes API at https://127.0.0.1:{dead}" in r.stderr
+    # A server whose certificate the kubeconfig's CA did not sign is not talked to either.
+    other_ca, _ = self_signed(tmp_path)
+    kubeconfig = kube_api.write_kubeconfig(tmp_path / "kubeconfig")
+    text = kubeconfig.read_text()
+    mine = base64.b64encode(kube_api.ca_path.read_bytes()).decode()
+    kubeconfig.write_text(text.replace(mine, base64.b64encode(other_ca.read_bytes()).decode()))
+    r = kserve(kubeconfig, tmp_path, "status", "llm", "--timeout", "5")
+    assert r.returncode == 3 and "CERTIFICATE_VERIFY_FAILED" in r.stderr
+    assert not [q for q in kube_api.requests if q["path"].startswith("/apis")]
 
 
 @needs_deploy_venv

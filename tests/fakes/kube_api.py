@@ -51,7 +51,7 @@ def status_object(code: int, reason: str, message: str, details: dict[str, Any] 
     return body
 
 
-def _self_signed(directory: Path) -> tuple[Path, Path]:
+def self_signed(directory: Path) -> tuple[Path, Path]:
     """A certificate for 127.0.0.1 that is its own CA (the kubeconfig trusts exactly it), and its key."""
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
@@ -91,7 +91,7 @@ class FakeKubeAPI:
         self.serves_kserve = True
         self.requests: list[dict[str, Any]] = []
         self._tmp = tempfile.TemporaryDirectory(prefix="fake-kube-")
-        self.ca_path, key_path = _self_signed(Path(self._tmp.name))
+        self.ca_path, key_path = self_signed(Path(self._tmp.name))
         self._sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         self._sock.bind(("127.0.0.1", 0))
         self.port: int = self._sock.getsockname()[1]
