@@ -56,7 +56,7 @@ async def run_eval(settings: Settings, request: RunRequest, bar: Progress) -> An
     from eval.runner import DatasetInfo, RunConfig, Runner, RunOptions, dataset_hash, prepare_folder, safe_settings
     from eval.service import is_service_target
     from rag.pipeline import Pipeline
-    from rag.registry import make_chat, make_embedder, make_store
+    from rag.registry import make_chat, make_embedder, make_reranker, make_store
 
     imported, label = load_data(request.dataset, request.squad, request.beir)
     cases = list(imported.cases)
@@ -92,7 +92,8 @@ async def run_eval(settings: Settings, request: RunRequest, bar: Progress) -> An
     )
     prepare_folder(request.folder, config)
     store, embedder = make_store(settings), make_embedder(settings)
-    pipeline = Pipeline(settings, store, embedder, make_chat(settings, "extractive://"))
+    # The configured reranker (retrieval.rerank_url) takes part as it does in the service.
+    pipeline = Pipeline(settings, store, embedder, make_chat(settings, "extractive://"), make_reranker(settings))
     grader = Judge(make_chat(settings, request.judge)) if request.judge else None
     try:
         runner = Runner(pipeline, cases, options, request.folder, judge=grader)

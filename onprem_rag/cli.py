@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -24,6 +25,7 @@ from rag.config import Overrides, cli_log_level
 from rag.errors import ConfigError, ExitCode, RagError, exit_code
 from serving.cli import serving_app
 from ui.cli import ui_app
+from ui.kserve import kserve_app
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -35,11 +37,12 @@ class _Root(TyperGroup):
         """Invoke the subcommand, translating errors."""
         try:
             return super().invoke(ctx)
+        # escape(): messages hold brackets that are not markup ("pip install 'onprem-rag[kserve]'").
         except ConfigError as e:
-            err.print(f"[bold red]configuration error:[/] {e.message}")
+            err.print(f"[bold red]configuration error:[/] {escape(e.message)}", highlight=False)
             ctx.exit(exit_code(e))
         except RagError as e:
-            err.print(f"[bold red]error ({e.status} {e.code or e.type}):[/] {e.message}")
+            err.print(f"[bold red]error ({e.status} {e.code or e.type}):[/] {escape(e.message)}", highlight=False)
             ctx.exit(exit_code(e))
         except KeyboardInterrupt:
             err.print("interrupted")
@@ -102,6 +105,7 @@ def backends() -> None:
 app.add_typer(ingest_app)
 app.add_typer(ui_app)
 app.add_typer(serving_app)
+app.add_typer(kserve_app, name="kserve")
 app.add_typer(eval_app, name="eval", help="Evaluate retrieval and answers: run, report, compare, synth.")
 
 
