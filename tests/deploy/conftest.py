@@ -6,6 +6,7 @@ import os
 import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -16,9 +17,14 @@ DEPLOY_VENV = ROOT / ".venv-deploy"
 DEPLOY_PYTHON = DEPLOY_VENV / "bin" / "python"
 DEPLOY_RAG = DEPLOY_VENV / "bin" / "rag"
 
-needs_deploy_venv = pytest.mark.skipif(
+_deploy_venv_missing = pytest.mark.skipif(
     not DEPLOY_RAG.is_file(), reason="the platform SDKs are not installed: run scripts/install_deploy.sh"
 )
+
+
+def needs_deploy_venv(test: Any) -> Any:
+    """Mark a test that runs the SDKs of .venv-deploy (``deploy``: left out of ``make test-fast``)."""
+    return pytest.mark.deploy(_deploy_venv_missing(test))
 
 
 def clean_env(home: Path, **extra: str) -> dict[str, str]:

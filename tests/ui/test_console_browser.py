@@ -18,6 +18,7 @@ from tests.ui.browser import chromium, chromium_missing
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.browser,
     pytest.mark.skipif(chromium_missing() is not None, reason=chromium_missing() or ""),
 ]
 

@@ -21,6 +21,8 @@ from ui import openwebui
 
 pytestmark = [
     pytest.mark.slow,
+    pytest.mark.browser,
+    pytest.mark.openwebui,
     pytest.mark.skipif(chromium_missing() is not None, reason=chromium_missing() or ""),
     pytest.mark.skipif(
         not (openwebui.DEFAULT_VENV / "bin" / "open-webui").is_file(),
