@@ -50,7 +50,10 @@ _GUARD = threading.Lock()
 
 
 def _forget_in_child() -> None:
-    # A forked child is another process: it must not release (or count on) the parent's lock.
+    # A forked child is another process: it must not release (or count on) the parent's lock, and the
+    # guard may have been taken by a parent thread at the moment of the fork.
+    global _GUARD
+    _GUARD = threading.Lock()
     for held in _HELD.values():
         with contextlib.suppress(OSError):
             os.close(held.fd)

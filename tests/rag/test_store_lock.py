@@ -125,3 +125,34 @@ async def test_a_store_that_fails_to_open_keeps_no_lock(tmp_path: Path) -> None:
     await reader.open(INFO, create=False)
     assert await reader.count() == 0
     await reader.close()
+
+
+# Holds a lock, forks; the child tries the same path and exits; then another process tries.
+_FORK = """
+import os, subprocess, sys
+from pathlib import Path
+from rag.errors import StoreLocked
+from rag.stores import lock
+
+target = Path(sys.argv[1])
+lock.acquire(target, "test store")
+child = os.fork()
+if child == 0:
+    try:
+        lock.acquire(target, "test store")
+        os._exit(1)
+    except StoreLocked as e:
+        os._exit(0 if f"pid {os.getppid()} " in e.message else 2)
+_, status = os.waitpid(child, 0)
+other = subprocess.run([sys.executable, "-c", sys.argv[2], str(target)], capture_output=True, text=True)
+print(os.waitstatus_to_exitcode(status), other.returncode, "StoreLocked" in other.stderr)
+"""
+_TRY = "import sys; from pathlib import Path; from rag.stores import lock; lock.acquire(Path(sys.argv[1]), 'x')"
+
+
+def test_a_forked_child_is_another_process_and_its_exit_leaves_the_parent_holding(tmp_path: Path) -> None:
+    target = tmp_path / "store"
+    target.mkdir()
+    done = subprocess.run([sys.executable, "-c", _FORK, str(target), _TRY], capture_output=True, text=True, cwd=REPO)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["0", "1", "True"]  # child refused naming the parent; still held after it
