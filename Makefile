@@ -7,3 +7,8 @@ install:
 	scripts/install.sh dev
 lint:
 	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/mypy
+.PHONY: image image-test
+image:          ## build the container image with podman, air-gapped from wheelhouse/ (see charts/README.md)
+	scripts/image.sh
+image-test:     ## build the image, then ingest, serve (cited answer) and eval in it read-only as uid 10001
+	scripts/image_test.sh
