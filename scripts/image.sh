@@ -3,8 +3,8 @@
 # Usage: scripts/image.sh                    (prints IMAGE:TAG on success)
 #
 # Default, the air-gapped path: scripts/wheelhouse.sh collects the wheels on this host (which needs a
-# package index) into wheelhouse/, then the image is built from them with no network at all (--network none). With
-# INSTALL_FROM=index the build itself downloads instead (a connected build, nothing from this host).
+# package index) into wheelhouse/, then the image is built from them with no network at all
+# (--network none). With INSTALL_FROM=index the build itself downloads instead (a connected build).
 # Prints the build time and the image size at the end.
 #
 # Environment:
@@ -23,7 +23,7 @@ cd "$(dirname "$0")/.."
 # shellcheck source=scripts/image_lib.sh
 . scripts/image_lib.sh
 
-command -v podman >/dev/null || scripts/install_podman.sh >/dev/null
+scripts/install_podman.sh >/dev/null
 image="${IMAGE:-localhost/onprem-rag}"
 tag="${TAG:-$(project_version)}"
 base="${BASE_IMAGE:-localhost/debian:bookworm-py}"
