@@ -13,3 +13,8 @@ lint:           ## ruff, ruff format --check, mypy
 pipelines:      ## render deploy/ (Argo, Kubeflow Pipelines, Katib) with the SDKs in .venv-deploy
 	scripts/install_deploy.sh >/dev/null
 	PYTHONPATH=. .venv-deploy/bin/python -m deploy.render
+.PHONY: image image-test
+image:          ## build the container image with podman, air-gapped from wheelhouse/ (see charts/README.md)
+	scripts/image.sh
+image-test:     ## build the image, then ingest, serve (cited answer) and eval in it read-only as uid 10001
+	scripts/image_test.sh

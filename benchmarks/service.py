@@ -121,6 +121,12 @@ class Setup:
         docs_file.write_text(json.dumps(DOCS))
         seed = SEED.replace("json.loads(sys.argv[1])", "json.loads(open(sys.argv[1]).read())")
         subprocess.run([sys.executable, "-c", seed, str(docs_file)], env=self.env, cwd=REPO, check=True, timeout=600)
+        # An embedded store serves one process at a time: the in-process side searches its own copy.
+        own = self.tmp / "inproc"
+        own.mkdir()
+        for name in ("chroma", "chroma-lexical"):
+            shutil.copytree(self.tmp / name, own / name)
+        self.inproc_env = {**self.env, "RAG_DATA_DIR": str(own), "RAG_STORE__URL": f"chroma://{own}/chroma"}
         self.server: Any = None
 
     def start(self) -> str:
@@ -215,7 +221,7 @@ def overhead(rounds: int, seconds: float) -> dict[str, Any]:
         for r in range(rounds):
             for conc in (1, 16):
                 # Alternate which side goes first so a load change on the machine hits both.
-                sides = [("inproc", lambda c=conc: inproc(setup.env, c, seconds)),
+                sides = [("inproc", lambda c=conc: inproc(setup.inproc_env, c, seconds)),
                          ("http", lambda c=conc: wrk(url, c, seconds, setup.tmp))]  # fmt: skip
                 for side, fn in sides if r % 2 == 0 else sides[::-1]:
                     res = fn()

@@ -30,6 +30,12 @@ class StoreSettings(BaseModel):
     collection: str = Field("docs", description="Collection name (Chroma: 3-512 chars of [a-zA-Z0-9._-]).")
     api_key: SecretStr | None = Field(None, description="Token for a store server that needs one (Milvus).")
     timeout_s: float = Field(10.0, description="Connect/request timeout for store servers, seconds.")
+    lexical_check_s: float = Field(
+        10.0,
+        ge=0,
+        description="Chroma server: how often at most a lexical search checks the collection's change marker "
+        "(set by every writer) and, when it moved, reconciles this process's BM25 index by chunk id, seconds.",
+    )
 
 
 class EmbedSettings(BaseModel):

@@ -115,6 +115,12 @@ class UpstreamUnavailable(RagError):
     code = "upstream_unavailable"
 
 
+class StoreLocked(UpstreamUnavailable):
+    """An embedded store is open in another process (embedded stores serve one process at a time)."""
+
+    code = "store_locked"
+
+
 class UpstreamTimeout(RagError):
     """A backend did not answer in time."""
 

@@ -33,9 +33,10 @@ import json
 import logging
 import os
 import re
+import tempfile
 import threading
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -324,9 +325,17 @@ class LexicalIndex:
                 "docs": [{"chunk": asdict(c), "tokens": t} for c, t in self._docs.values()],
             }
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(f".tmp{os.getpid()}")
-            tmp.write_text(json.dumps(payload, ensure_ascii=False), encoding="utf-8")
-            os.replace(tmp, self.path)
+            # A unique temporary name: store objects of one process (or service replicas sharing data_dir)
+            # may save the same index at once; each replace installs one whole file.
+            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f"{self.path.name}.", suffix=".tmp")
+            try:
+                os.fchmod(fd, 0o644)  # as a plainly written file, not mkstemp's owner-only mode
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump(payload, f, ensure_ascii=False)
+                os.replace(tmp, self.path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
             self._dirty = False
         log.info("saved lexical index of %d chunks to %s", len(self._docs), self.path)
 
@@ -355,6 +364,19 @@ class LexicalIndex:
             self._masks.clear()
             self._dirty = False
         return True
+
+    def stale(self, stored: Iterable[Chunk]) -> list[str]:
+        """Ids of stored chunks (read without their text) that the index lacks or holds with other metadata.
+
+        Chunk ids come from the text, so a same-id chunk differs only in its metadata: groups changed
+        without re-embedding, a new title or section (which the index reads too), a newer mtime.
+        """
+        out = []
+        for chunk in stored:
+            mine = self._docs.get(chunk.id)
+            if mine is None or replace(mine[0], text="") != replace(chunk, text=""):
+                out.append(chunk.id)
+        return out
 
     def missing_and_extra(self, store_ids: Iterable[str]) -> tuple[list[str], list[str]]:
         """Ids the store has and the index lacks, and ids the index has that the store no longer holds."""

@@ -17,7 +17,7 @@ from rag import chain
 from rag.config import Settings
 from rag.errors import InvalidRequest, NotFound, RagError, UpstreamTimeout
 from rag.pipeline import Pipeline
-from rag.types import FILTERABLE_FIELDS, Filter, ScoredChunk
+from rag.types import FILTERABLE_FIELDS, PUBLIC_GROUP, Filter, ScoredChunk
 from serving import chat
 from serving.identity import Principal, acl_filter, require
 from serving.metrics import Metrics
@@ -255,12 +255,20 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", tags=["ops"], responses={503: {"description": "not ready, with reasons"}})
 async def readyz(pipeline: PipelineDep) -> JSONResponse:
-    """Ready when the collection opens and the chat backend answers its health check."""
+    """Ready when the store answers a real query (vector and lexical) and the chat backend is healthy."""
     reasons: list[str] = []
+
+    async def probe_store() -> None:
+        # A real query, as a caller's would run: count() can answer while searches fail (a vector index
+        # out of step with the metadata, a damaged segment), and the ACL filter takes the filtered path.
+        dim = pipeline.embedder.info.dim
+        flt = acl_filter((PUBLIC_GROUP,))
+        await pipeline.store.search(np.full(dim, dim**-0.5, dtype=np.float32), 1, flt)
+        await pipeline.store.search_text("readiness probe", 1, flt)
+
     try:
         await pipeline.ensure_open()
-        # The collection handle is cached: ask the store itself, so an outage shows here.
-        await asyncio.wait_for(pipeline.store.count(), timeout=5.0)
+        await asyncio.wait_for(probe_store(), timeout=5.0)
     except RagError as e:
         reasons.append(f"store: {e.message}")
     except TimeoutError:

@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import os
 import re
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,6 +17,7 @@ import numpy as np
 
 from rag.errors import ConfigError, RagError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from rag.lexical import LexicalIndex
+from rag.stores import lock
 from rag.stores.common import (
     batched,
     check_embedder,
@@ -41,12 +44,13 @@ T = TypeVar("T")
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9._-]{1,510}[a-zA-Z0-9]$")
 _EMBEDDER_ID = "rag_embedder_id"
 _EMBEDDER_DIM = "rag_embedder_dim"
+# A token every writer to a Chroma server sets in the collection's metadata after each write; a client
+# whose last reconciliation saw another token reconciles its lexical index by id (see ChromaStore).
+_MARKER = "rag_change"
 # Beyond the defaults (ef_search 100) so small and filtered collections lose no recall.
 _HNSW = {"space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neighbors": 32}
 # Pages for get() scans; well under Chroma's batch limit.
 _PAGE = 1000
-# How often a lexical search checks that another process has not changed the collection, seconds.
-_STALE_CHECK_S = 30.0
 # Extra lexical candidates read so that hits dropped by the freshness check rarely shorten the top-k.
 _VERIFY_MARGIN = 10
 
@@ -83,10 +87,17 @@ def _metadata(chunk: Chunk) -> dict[str, Any]:
 class ChromaStore:
     """One Chroma collection, cosine space; every SDK call runs in a worker thread.
 
+    Embedded (``lock_dir`` set): one process at a time. Opening takes the directory's lock
+    (:mod:`rag.stores.lock`) and closing gives it back, so a second process is refused with a message
+    naming the holder instead of reading an index that the other process changes under it.
+
     Chroma has no BM25, so lexical search runs on a :class:`LexicalIndex` kept beside it: updated by
-    this store's upsert/delete, saved on close, and on open (and, at most every 30 s, on search)
-    reconciled by id with the collection, so writes by another process are picked up and a missing
-    or damaged file is rebuilt from the collection.
+    this store's upsert/delete, saved on close, and reconciled by id with the collection on open (new
+    chunks read, removed ones dropped, and chunks whose metadata changed under the same id, such as
+    their groups, read again), so a missing or damaged file is rebuilt from the collection. On a
+    Chroma server several processes write: each write sets a new change marker in the collection's
+    metadata, and a lexical search checks it at most every ``check_s`` seconds and reconciles by id
+    when it moved.
     """
 
     def __init__(
@@ -97,14 +108,20 @@ class ChromaStore:
         *,
         lexical_path: Path | None = None,
         tokenizer: str = "kiwi",
-        directory: Path | None = None,
+        lock_dir: Path | None = None,
+        check_s: float = 10.0,
     ) -> None:
         self._make_client = make_client
-        self._directory = directory  # embedded: the Chroma directory
         self._name = collection
         self._where = where
         self._lex = LexicalIndex(tokenizer, lexical_path)
         self._lex_checked = 0.0
+        self._lock_dir = lock_dir
+        self._locked = False
+        self._check_s = check_s
+        self._meta: dict[str, Any] = {}
+        self._seen: Any = None  # the change marker the lexical index was last reconciled at
+        self._sync_lock: asyncio.Lock | None = None
         self._client: Any = None
         self._col: Any = None
         self._dim = 0
@@ -117,9 +134,9 @@ class ChromaStore:
 
     def local_dir(self, kind: str) -> Path | None:
         """Embedded: ``<chroma dir>-<kind>/`` beside the Chroma directory (never inside it: Chroma owns that tree)."""
-        if self._directory is None:
+        if self._lock_dir is None:  # a Chroma server: nothing of it on this machine
             return None
-        return self._directory.parent / f"{self._directory.name}-{kind}"
+        return self._lock_dir.parent / f"{self._lock_dir.name}-{kind}"
 
     async def _call(self, fn: Callable[..., T], *args: Any, **kw: Any) -> T:
         """Run a blocking SDK call in a thread; SDK and transport errors become RagErrors here."""
@@ -145,47 +162,124 @@ class ChromaStore:
             raise RuntimeError("ChromaStore used before open()")
         return self._col
 
+    async def _connect(self) -> Any:
+        """A client; embedded, only once this process holds the directory's lock."""
+        if self._lock_dir is not None and not self._locked:
+            await asyncio.to_thread(lock.acquire, self._lock_dir, "Chroma store")
+            self._locked = True
+        self._client = await self._call(self._make_client)
+        return self._client
+
+    async def _disconnect(self) -> None:
+        """Close the client (the last one of a path stops Chroma's system there), then give the lock back."""
+        client, self._client, self._col = self._client, None, None
+        try:
+            if client is not None and hasattr(client, "close"):
+                await asyncio.to_thread(client.close)
+        except Exception as e:  # closing must not hide the error that brought us here
+            log.warning("closing the Chroma client of %s failed: %s", self._where, e)
+        finally:
+            if self._locked and self._lock_dir is not None:
+                self._locked = False
+                await asyncio.to_thread(lock.release, self._lock_dir)
+
     async def open(self, embedder: EmbedderInfo, *, create: bool) -> None:
-        """Connect, then get (or create) the collection and check its embedder."""
+        """Connect, then get (or create) the collection and check its embedder.
+
+        Raises:
+            StoreLocked: embedded, and another process has the directory open.
+        """
         from chromadb.errors import NotFoundError
 
         await self.close()
-        self._client = await self._call(self._make_client)
-        self._max_batch = int(await self._call(self._client.get_max_batch_size))
         try:
-            if create:
-                col = await self._call(
-                    self._client.get_or_create_collection,
-                    self._name,
-                    configuration={"hnsw": dict(_HNSW)},
-                    metadata={_EMBEDDER_ID: embedder.id, _EMBEDDER_DIM: embedder.dim},
-                    embedding_function=None,
-                )
-            else:
-                col = await self._call(self._client.get_collection, self._name, embedding_function=None)
-        except UpstreamError as e:
-            if isinstance(e.__cause__, NotFoundError):
-                raise not_found(self._name, f"Chroma at {self._where}") from e.__cause__
+            client = await self._connect()
+            self._max_batch = int(await self._call(client.get_max_batch_size))
+            try:
+                if create:
+                    col = await self._call(
+                        client.get_or_create_collection,
+                        self._name,
+                        configuration={"hnsw": dict(_HNSW)},
+                        metadata={_EMBEDDER_ID: embedder.id, _EMBEDDER_DIM: embedder.dim},
+                        embedding_function=None,
+                    )
+                else:
+                    col = await self._call(client.get_collection, self._name, embedding_function=None)
+            except UpstreamError as e:
+                if isinstance(e.__cause__, NotFoundError):
+                    raise not_found(self._name, f"Chroma at {self._where}") from e.__cause__
+                raise
+            meta = dict(col.metadata or {})
+            dim = meta.get(_EMBEDDER_DIM)
+            check_embedder(self._name, meta.get(_EMBEDDER_ID), None if dim is None else int(dim), embedder)
+            self._col, self._dim, self._meta = col, embedder.dim, meta
+            self._sync_lock = asyncio.Lock()
+            await asyncio.to_thread(self._lex.load)
+            await self._sync_lexical(meta.get(_MARKER))
+            await asyncio.to_thread(self._lex.save)
+        except BaseException:
+            # Not opened: keep no client, and no lock that would shut other processes out for nothing.
+            await self._disconnect()
             raise
-        meta = col.metadata or {}
-        dim = meta.get(_EMBEDDER_DIM)
-        check_embedder(self._name, meta.get(_EMBEDDER_ID), None if dim is None else int(dim), embedder)
-        self._col, self._dim = col, embedder.dim
-        await asyncio.to_thread(self._lex.load)
-        await self._sync_lexical()
         log.info("opened Chroma collection %s at %s", self._name, self._where)
 
-    async def _sync_lexical(self) -> None:
-        """Bring the lexical index in line with the collection: add what it lacks, drop what is gone."""
-        missing, extra = self._lex.missing_and_extra(await self._ids(None))
+    async def _sync_lexical(self, marker: Any) -> None:
+        """Reconcile the lexical index with the collection by id.
+
+        Chunks it lacks, or holds with other metadata under the same id (new groups, say), are read
+        from the collection; chunks the collection no longer has are dropped. ``marker`` is the
+        change marker read before the scan, so a write during the scan still moves it past ``_seen``.
+        """
+        col = self._opened()
+        seen: set[str] = set()
+        fetch: list[str] = []
+        offset = 0
+        while True:
+            page = await self._call(col.get, include=["metadatas"], limit=_PAGE, offset=offset)
+            stored = [from_metadata(i, "", m or {}) for i, m in zip(page["ids"], page["metadatas"], strict=True)]
+            seen.update(page["ids"])
+            fetch.extend(self._lex.stale(stored))
+            offset += len(page["ids"])
+            if len(page["ids"]) < _PAGE:
+                break
+        extra = sorted(self._lex.ids() - seen)
         if extra:
             self._lex.delete(extra)
-        for part in batched(missing, self._max_batch):
+        for part in batched(fetch, self._max_batch):
             self._lex.upsert(await self.get(part))
-        if missing or extra:
-            log.info("lexical index of %s: %d chunks added, %d removed", self._name, len(missing), len(extra))
-            await asyncio.to_thread(self._lex.save)
+        if fetch or extra:
+            log.info("lexical index of %s: %d chunks (re)read, %d removed", self._name, len(fetch), len(extra))
+        self._seen = marker
         self._lex_checked = time.monotonic()
+
+    async def _refresh_lexical(self) -> None:
+        """On a Chroma server, reconcile the lexical index when the change marker moved (checked every check_s)."""
+        if self._lock_dir is not None or time.monotonic() - self._lex_checked < self._check_s:
+            return
+        assert self._sync_lock is not None
+        async with self._sync_lock:
+            if self._check_s and time.monotonic() - self._lex_checked < self._check_s:
+                return  # another search reconciled while this one waited
+            col = await self._call(self._client.get_collection, self._name, embedding_function=None)
+            marker = (col.metadata or {}).get(_MARKER)
+            if marker != self._seen:
+                await self._sync_lexical(marker)
+            self._lex_checked = time.monotonic()
+
+    async def _mark_changed(self) -> None:
+        """After a write to a Chroma server: a new change marker, so other clients reconcile.
+
+        Never taken as seen by this client: a write by another client just before this one would
+        otherwise go unnoticed here. A random token, not a counter, so two writers cannot both
+        write the same next value.
+        """
+        if self._lock_dir is not None:
+            return  # embedded: the lock keeps every other process out
+        token = f"{time.time_ns():x}-{os.getpid()}-{secrets.token_hex(4)}"
+        # modify() replaces the whole metadata, so the embedder record goes with it.
+        self._meta = {**self._meta, _MARKER: token}
+        await self._call(self._opened().modify, metadata=dict(self._meta))
 
     async def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Insert or replace chunks by id, in batches under Chroma's limit."""
@@ -201,6 +295,7 @@ class ChromaStore:
                 metadatas=[_metadata(c) for c in part],
             )
         self._lex.upsert(chunks)
+        await self._mark_changed()
 
     async def delete(self, ids: Sequence[str]) -> None:
         """Remove chunks by id; unknown ids are ignored."""
@@ -208,6 +303,7 @@ class ChromaStore:
         for part in batched(list(ids), self._max_batch):
             await self._call(col.delete, ids=list(part))
         self._lex.delete(ids)
+        await self._mark_changed()
 
     async def _ids(self, where: dict[str, Any] | None) -> list[str]:
         col = self._opened()
@@ -250,14 +346,11 @@ class ChromaStore:
         col = self._opened()
         validate_k(k)
         validate_filter(flt)
-        if time.monotonic() - self._lex_checked > _STALE_CHECK_S:
-            if int(await self._call(col.count)) != len(self._lex):
-                await self._sync_lexical()
-            self._lex_checked = time.monotonic()
+        await self._refresh_lexical()
         ranked = await asyncio.to_thread(self._lex.search, text, k + _VERIFY_MARGIN, flt)
         if not ranked:
             return []
-        # Another process may have changed a chunk's groups (same id, so reconciliation cannot see it):
+        # Another client of a server may have changed a chunk's groups since the last reconciliation:
         # the hits are re-read from Chroma under the same filter, so a stale local copy never widens the ACL.
         res = await self._call(
             col.get, ids=[h.chunk.id for h in ranked], where=_where(flt), include=["documents", "metadatas"]
@@ -320,22 +413,25 @@ class ChromaStore:
         from chromadb.errors import NotFoundError
 
         await self.close()
-        client = await self._call(self._make_client)
         try:
+            client = await self._connect()
             await self._call(client.delete_collection, self._name)
         except UpstreamError as e:
             if not isinstance(e.__cause__, (NotFoundError, ValueError)):
                 raise
+        finally:
+            await self._disconnect()
         self._lex = LexicalIndex(self._lex.tokenizer_name, self._lex.path)
         if self._lex.path is not None:
             self._lex.path.unlink(missing_ok=True)
 
     async def close(self) -> None:
-        """Save the lexical index and drop the client (Chroma persists its own writes)."""
-        if self._col is not None:
-            await asyncio.to_thread(self._lex.save)
-        self._col = None
-        self._client = None
+        """Save the lexical index, close the client and, embedded, give the directory's lock back."""
+        try:
+            if self._col is not None:
+                await asyncio.to_thread(self._lex.save)
+        finally:
+            await self._disconnect()
 
 
 def _settings() -> Any:
@@ -366,7 +462,7 @@ def from_url(url: BackendURL, settings: Settings) -> ChromaStore:
             str(path),
             lexical_path=lex,
             tokenizer=settings.retrieval.tokenizer,
-            directory=path,
+            lock_dir=path,
         )
 
     ssl = url.transport == "https"
@@ -383,11 +479,16 @@ def from_url(url: BackendURL, settings: Settings) -> ChromaStore:
         return client
 
     # A Chroma server has no BM25 either: each client process keeps a local index in data_dir, built from
-    # the collection when missing and reconciled by id with it (see ChromaStore).
+    # the collection when missing and reconciled by id with it when its change marker moves (see ChromaStore).
     server = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{host}_{port}")
     lex = settings.data_dir / "lexical" / server / f"{collection}.json"
     return ChromaStore(
-        connect, collection, url.http_base(port), lexical_path=lex, tokenizer=settings.retrieval.tokenizer
+        connect,
+        collection,
+        url.http_base(port),
+        lexical_path=lex,
+        tokenizer=settings.retrieval.tokenizer,
+        check_s=settings.store.lexical_check_s,
     )
 
 

@@ -27,6 +27,7 @@ import numpy as np
 
 from rag.errors import ConfigError, InvalidRequest, RagError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from rag.lexical import BM25_B, BM25_K1, bigram_tokens, fuse_lexical, hangul_fusion, lexical_text, make_tokenizer
+from rag.stores import lock
 from rag.stores.common import (
     batched,
     check_embedder,
@@ -202,7 +203,8 @@ def _chunk(entity: dict[str, Any]) -> Chunk:
 
 
 # Milvus Lite serves each .db from an in-process server that holds a file lock; it is stopped when the
-# last store using that file closes, so the data is flushed and another process can open it.
+# last store using that file closes, so the data is flushed and another process can open it. Our own
+# lock (rag.stores.lock) is taken first, so a second process is refused with the holder named.
 _LITE_USERS: dict[str, int] = {}
 _LITE_LOCK = threading.Lock()
 
@@ -286,11 +288,13 @@ class MilvusStore:
 
         if self._lite:
             Path(self._uri).parent.mkdir(parents=True, exist_ok=True)
+            lock.acquire(Path(self._uri), "Milvus Lite database")
             _lite_acquire(self._uri)
             try:
                 return MilvusClient(self._uri)
             except Exception:
                 _lite_release(self._uri)
+                lock.release(Path(self._uri))
                 raise
         return MilvusClient(self._uri, token=self._token, timeout=self._timeout_s)
 
@@ -568,7 +572,10 @@ class MilvusStore:
             await self._call(client.close)
         finally:
             if self._lite:
-                await asyncio.to_thread(_lite_release, self._uri)
+                try:
+                    await asyncio.to_thread(_lite_release, self._uri)
+                finally:
+                    await asyncio.to_thread(lock.release, Path(self._uri))
 
 
 def from_url(url: BackendURL, settings: Settings) -> MilvusStore:
