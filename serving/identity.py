@@ -52,6 +52,8 @@ log = logging.getLogger(__name__)
 JWT_HEADER = "X-OpenWebUI-User-Jwt"
 JWT_ISSUER = "open-webui"
 JWT_LEEWAY_S = 30
+# Open WebUI's tokens are a few hundred bytes; anything far larger is refused before it is decoded.
+MAX_JWT_BYTES = 8192
 SCOPES = frozenset({"chat", "search", "embed", "admin"})
 DEFAULT_SCOPES = frozenset({"chat", "search", "embed"})
 RELOAD_EVERY_S = 2.0
@@ -264,6 +266,8 @@ class Authenticator:
     def _user_from_jwt(self, token: str, secret: str, users: UserRules) -> Principal:
         import jwt
 
+        if len(token) > MAX_JWT_BYTES:
+            raise Unauthenticated(f"the Open WebUI user token is longer than {MAX_JWT_BYTES} bytes")
         try:
             claims = jwt.decode(
                 token,
