@@ -42,6 +42,9 @@ from serving.wire import (
 log = logging.getLogger(__name__)
 
 BACKEND_HEADER = "X-RAG-Backend"
+# The metrics' model label for a request naming no model we serve: labels take validated values only,
+# so callers cannot grow /metrics by inventing model names.
+UNKNOWN_MODEL = "unknown"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 500, 502, 503, 504)
 }
@@ -118,8 +121,9 @@ async def chat_completions(
     settings: SettingsDep,
 ) -> Response:
     """Answer from the documents the caller may read, citing them; streamed as SSE when asked."""
-    request.state.model = body.model
+    request.state.model = UNKNOWN_MODEL
     pipeline = pick(get_pipelines(request), body.model)
+    request.state.model = pipeline.settings.server.model_name
     messages = chat.to_messages(body)
     limits = settings.limits
     chat.check_size(messages, limits.max_messages, limits.max_input_tokens)
@@ -154,7 +158,7 @@ async def embeddings(
     body: EmbeddingRequest, request: Request, pipeline: PipelineDep, caller: EmbedCallerDep
 ) -> EmbeddingResponse:
     """Embed texts with the collection's embedder (as passages)."""
-    request.state.model = body.model
+    request.state.model = UNKNOWN_MODEL
     pipeline = get_pipelines(request).get(body.model, pipeline)
     info = pipeline.embedder.info
     if body.model not in (pipeline.settings.server.model_name, info.id):
@@ -163,6 +167,7 @@ async def embeddings(
             param="model",
             code="model_not_found",
         )
+    request.state.model = body.model
     if body.dimensions is not None and body.dimensions != info.dim:
         raise InvalidRequest(
             f"this embedder has {info.dim} dimensions; it cannot give {body.dimensions}", param="dimensions"
@@ -220,8 +225,9 @@ async def search(
 ) -> SearchResponse:
     """Scored chunks for a query, best first, without generation (``model`` picks a profile's collection)."""
     if body.model is not None:
-        request.state.model = body.model
+        request.state.model = UNKNOWN_MODEL
         pipeline = pick(get_pipelines(request), body.model)
+        request.state.model = body.model
     started = time.perf_counter()
     hits = await pipeline.search(body.query, body.k, search_filter(body.filters, caller.groups))
     metrics.retrieval.observe(time.perf_counter() - started)
