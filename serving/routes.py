@@ -17,6 +17,7 @@ from rag import chain
 from rag.config import Settings
 from rag.errors import InvalidRequest, NotFound, RagError, UpstreamTimeout
 from rag.pipeline import Pipeline
+from rag.stores.common import validate_filter
 from rag.types import FILTERABLE_FIELDS, Filter, ScoredChunk
 from serving import chat
 from serving.identity import Principal, acl_filter, require
@@ -201,7 +202,12 @@ def search_filter(filters: dict[str, Any], groups: tuple[str, ...]) -> Filter:
             raise InvalidRequest(f"filter '{key}' takes one value, not a list", param=f"filters.{key}")
         else:
             where[key] = value
-    return Filter(groups=acl_filter(groups).groups, sources=sources, where=where)
+    flt = Filter(groups=acl_filter(groups).groups, sources=sources, where=where)
+    try:  # before the query is embedded, and naming the field as the caller sent it
+        validate_filter(flt)
+    except InvalidRequest as e:
+        raise InvalidRequest(e.message, param=(e.param or "").replace("where.", "filters.", 1) or "filters") from e
+    return flt
 
 
 def _hit(h: ScoredChunk) -> SearchHit:
