@@ -24,7 +24,7 @@ from serving.metrics import Metrics, MetricsMiddleware, configure_logging
 from serving.middleware import (
     LIMITS_KEY,
     BodyLimitMiddleware,
-    HeaderLimitMiddleware,
+    HeadCheckMiddleware,
     HeaderLimits,
     RequestIdMiddleware,
 )
@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     _mount_ui(app)
     # Added last = outermost: the request id is set before anything else can fail.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_request_kb * 1024)
-    app.add_middleware(HeaderLimitMiddleware, limits=head_limits)
+    app.add_middleware(HeadCheckMiddleware, limits=head_limits)
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag.errors import RagError, RateLimited
-from serving.wire import ErrorBody, ErrorResponse
+from serving.wire import UNICODE_ERROR, ErrorBody, ErrorResponse, encodable
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,20 @@ class RequestTooLarge(HTTPException):
         super().__init__(413, f"request body is larger than the limit of {limit_bytes // 1024} KiB")
 
 
+def printable(text: str) -> str:
+    r"""``text`` with anything UTF-8 cannot hold (lone surrogates) written as ``\udXXX`` escapes."""
+    return text if encodable(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def envelope(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    """The OpenAI error envelope as a plain dict."""
-    return ErrorResponse(error=ErrorBody(message=message, type=type_, param=param, code=code)).model_dump()
+    """The OpenAI error envelope as a plain dict (its texts always encodable: they may quote the caller)."""
+    body = ErrorBody(
+        message=printable(message),
+        type=type_,
+        param=None if param is None else printable(param),
+        code=None if code is None else printable(code),
+    )
+    return ErrorResponse(error=body).model_dump()
 
 
 def translate(exc: BaseException, request_id: str | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
@@ -80,6 +91,10 @@ def describe_validation(errors: Sequence[Any]) -> tuple[str, str | None]:
     """A readable message naming the offending fields, and the first field as ``param``."""
     by_field: dict[str, list[str]] = {}
     for err in errors:
+        if err.get("type") == UNICODE_ERROR:
+            field = str((err.get("ctx") or {}).get("field", ""))
+            by_field.setdefault(field, []).append(str(err.get("msg", "is not valid Unicode")))
+            continue
         if err.get("type") == "json_invalid":
             detail = (err.get("ctx") or {}).get("error", "")
             by_field.setdefault("", []).append(f"is not valid JSON ({detail})".replace(" ()", ""))
@@ -105,10 +120,15 @@ def describe_validation(errors: Sequence[Any]) -> tuple[str, str | None]:
 
 
 def error_response(exc: BaseException, request: Request | None = None) -> JSONResponse:
-    """A JSON response carrying the envelope for ``exc``."""
+    """A JSON response carrying the envelope for ``exc``; never raises (a last-resort 500 instead)."""
     request_id = getattr(request.state, "request_id", None) if request is not None else None
-    status, body, headers = translate(exc, request_id)
-    return JSONResponse(body, status_code=status, headers=headers)
+    return error_response_for(exc, request_id)
+
+
+def _last_resort(request_id: str | None) -> JSONResponse:
+    message = "internal server error" + (f" (request id {request_id})" if request_id else "")
+    error = {"message": message, "type": "server_error", "param": None, "code": "internal_error"}
+    return JSONResponse({"error": error}, status_code=500)
 
 
 async def _handle(request: Request, exc: Exception) -> JSONResponse:
@@ -152,5 +172,14 @@ class CatchAllMiddleware:
                 log.error("error after the response started", exc_info=exc)
                 return
             request_id = scope.get("state", {}).get("request_id")
-            status, body, headers = translate(exc, request_id)
-            await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
+            await error_response_for(exc, request_id)(scope, receive, send)
+
+
+def error_response_for(exc: BaseException, request_id: str | None) -> JSONResponse:
+    """:func:`error_response` for a request id rather than a request."""
+    try:
+        status, body, headers = translate(exc, request_id)
+        return JSONResponse(body, status_code=status, headers=headers)
+    except Exception as failure:
+        log.error("could not render the error of request %s", request_id or "-", exc_info=failure)
+        return _last_resort(request_id)

@@ -46,6 +46,7 @@ from fastapi import Request
 from rag.config import AuthSettings
 from rag.errors import ConfigError, Forbidden, RateLimited, Unauthenticated
 from rag.types import PUBLIC_GROUP, Filter
+from serving.wire import unencodable
 
 log = logging.getLogger(__name__)
 
@@ -279,6 +280,8 @@ class Authenticator:
             )
         except jwt.PyJWTError as e:
             raise Unauthenticated(f"the Open WebUI user token is not valid: {e}") from e
+        if unencodable(claims) is not None:
+            raise Unauthenticated("the Open WebUI user token holds text that is not valid Unicode")
         user_id, email = str(claims.get("sub") or claims.get("id") or ""), str(claims.get("email") or "")
         if not user_id and not email:
             raise Unauthenticated("the Open WebUI user token names no user (no 'sub' or 'email')")

@@ -6,6 +6,8 @@ import logging
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.responses import JSONResponse
@@ -52,11 +54,12 @@ class HeaderLimits:
         return None
 
 
-class HeaderLimitMiddleware:
-    """Answers 431 to a request whose head is over the limits, whatever server parsed it.
+class HeadCheckMiddleware:
+    """Refuses a request head over the limits (431) or a URL that is not valid UTF-8 (400).
 
-    ``serving.protocol`` refuses such heads while parsing them (``rag serve``); this check makes the
-    limits hold under any other server too (h11, plain httptools), after the head was read.
+    ``serving.protocol`` refuses oversized heads while parsing them (``rag serve``); this check makes
+    the limits hold under any other server too (h11, plain httptools), after the head was read.
+    Starlette would decode a malformed URL with replacement characters; it is refused instead.
     """
 
     def __init__(self, app: ASGIApp, limits: HeaderLimits) -> None:
@@ -64,18 +67,47 @@ class HeaderLimitMiddleware:
         self.limits = limits
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Measure the head; refuse it or pass the request on."""
+        """Check the head; refuse it or pass the request on."""
         if scope["type"] == "http":
-            headers = scope.get("headers") or []
-            size = len(scope.get("raw_path") or b"") + len(scope.get("query_string") or b"")
-            size += sum(len(name) + len(value) + 4 for name, value in headers)
-            reason = self.limits.refusal(size, len(headers))
-            if reason is not None:
-                log.warning("refused a request head: %s", reason)
-                body = envelope(reason, "invalid_request_error", None, HEAD_TOO_LARGE)
-                await JSONResponse(body, status_code=431, headers={"Connection": "close"})(scope, receive, send)
+            refused = self._check(scope)
+            if refused is not None:
+                status, body = refused
+                await JSONResponse(body, status_code=status, headers={"Connection": "close"})(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+    def _check(self, scope: Scope) -> tuple[int, dict[str, Any]] | None:
+        headers = scope.get("headers") or []
+        raw_path, query = scope.get("raw_path") or b"", scope.get("query_string") or b""
+        size = len(raw_path) + len(query) + sum(len(name) + len(value) + 4 for name, value in headers)
+        reason = self.limits.refusal(size, len(headers))
+        if reason is not None:
+            log.warning("refused a request head: %s", reason)
+            return 431, envelope(reason, "invalid_request_error", None, HEAD_TOO_LARGE)
+        bad = _malformed_url(raw_path, query)
+        if bad is not None:
+            message, param = bad
+            return 400, envelope(message, "invalid_request_error", param, "invalid_request")
+        return None
+
+
+def _malformed_url(raw_path: bytes, query: bytes) -> tuple[str, str | None] | None:
+    """(message, param) when the percent-decoded path or a query parameter is not UTF-8, else None."""
+    try:
+        unquote_to_bytes(raw_path).decode("utf-8")
+    except UnicodeDecodeError:
+        return "the URL path is not valid UTF-8 (percent-escapes must spell UTF-8)", None
+    for pair in query.split(b"&"):
+        name, _, value = pair.partition(b"=")
+        try:
+            decoded = unquote_to_bytes(name.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            return "a query parameter name is not valid UTF-8", None
+        try:
+            unquote_to_bytes(value.replace(b"+", b" ")).decode("utf-8")
+        except UnicodeDecodeError:
+            return f"query parameter '{decoded}' is not valid UTF-8 (percent-escapes must spell UTF-8)", decoded
+    return None
 
 
 class RequestIdMiddleware:
