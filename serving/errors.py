@@ -2,7 +2,8 @@
 
 ``{"error": {"message", "type", "param", "code"}}`` with the right status, for our own errors
 (:class:`rag.errors.RagError`), request validation (400, never 422), routing errors (404, 405),
-oversized bodies (413) and anything unexpected (500, logged with its traceback, generic message).
+oversized bodies (413) and anything unexpected (500, logged with its traceback). A 5xx body says
+only what kind of failure it was and the request id; its detail is in the log line with that id.
 """
 
 from __future__ import annotations
@@ -64,12 +65,30 @@ def envelope(message: str, type_: str, param: str | None = None, code: str | Non
     return ErrorResponse(error=body).model_dump()
 
 
+# What a caller is told of a failure on our side: the detail (store paths, backend URLs, SDK
+# messages) goes to the log line carrying the same request id, never into the response.
+_PUBLIC_5XX = {
+    502: "a backend of the service (vector store, embedder or chat model) answered with an error",
+    503: "a backend of the service (vector store, embedder or chat model) is unavailable; try again later",
+    504: "a backend of the service (vector store, embedder or chat model) did not answer in time",
+}
+
+
+def public_message(status: int, request_id: str | None) -> str:
+    """The message of a 5xx body: what kind of failure, and the request id to find its log line by."""
+    text = _PUBLIC_5XX.get(status, "internal server error")
+    return text + (f" (request id {request_id}; the service log has the details)" if request_id else "")
+
+
 def translate(exc: BaseException, request_id: str | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """Status, envelope and extra headers for any exception."""
+    """Status, envelope and extra headers for any exception; a 5xx is logged with its detail."""
     if isinstance(exc, RagError):
         headers = {}
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+        if exc.status >= 500:
+            log.error("request %s failed (%d %s): %s", request_id or "-", exc.status, exc.code, exc.message)
+            return exc.status, envelope(public_message(exc.status, request_id), exc.type, None, exc.code), headers
         return exc.status, envelope(exc.message, exc.type, exc.param, exc.code), headers
     if isinstance(exc, RequestValidationError):
         message, param = describe_validation(exc.errors())
@@ -78,13 +97,13 @@ def translate(exc: BaseException, request_id: str | None = None) -> tuple[int, d
         status = exc.status_code
         type_ = _TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error")
         message = str(exc.detail) if exc.detail else "error"
+        if status >= 500:
+            log.error("request %s failed (%d): %s", request_id or "-", status, message)
+            message = public_message(status, request_id)
         headers = dict(exc.headers or {})
         return status, envelope(message, type_, None, _CODE_BY_STATUS.get(status)), headers
     log.error("unexpected error (request %s)", request_id or "-", exc_info=exc)
-    message = "internal server error"
-    if request_id:
-        message += f" (request id {request_id})"
-    return 500, envelope(message, "server_error", None, "internal_error"), {}
+    return 500, envelope(public_message(500, request_id), "server_error", None, "internal_error"), {}
 
 
 def describe_validation(errors: Sequence[Any]) -> tuple[str, str | None]:
@@ -126,7 +145,7 @@ def error_response(exc: BaseException, request: Request | None = None) -> JSONRe
 
 
 def _last_resort(request_id: str | None) -> JSONResponse:
-    message = "internal server error" + (f" (request id {request_id})" if request_id else "")
+    message = public_message(500, request_id)
     error = {"message": message, "type": "server_error", "param": None, "code": "internal_error"}
     return JSONResponse({"error": error}, status_code=500)
 
