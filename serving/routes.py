@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import sqlite3
 import time
 from typing import Annotated, Any
 
@@ -13,12 +14,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ingest.sync import forget_sources
 from rag import chain
 from rag.config import Settings
 from rag.errors import InvalidRequest, NotFound, RagError, UpstreamTimeout
 from rag.pipeline import Pipeline
 from rag.stores.common import validate_filter
 from rag.types import FILTERABLE_FIELDS, Filter, ScoredChunk
+from rag.versions import live_settings
 from serving import chat
 from serving.identity import Principal, acl_filter, require
 from serving.metrics import Metrics
@@ -244,11 +247,30 @@ async def search(
 async def delete_sources(
     pipeline: PipelineDep, caller: AdminDep, source: Annotated[list[str], Query(min_length=1)]
 ) -> DeleteResponse:
-    """Remove every chunk of the given source documents (needs the ``admin`` scope)."""
+    """Remove every chunk of the given source documents (needs the ``admin`` scope).
+
+    The ingester's sync state forgets them too, so the next ``rag ingest`` adds back any that are
+    still in the source (delete them there to keep them out).
+    """
     await pipeline.ensure_open()
     deleted = await pipeline.store.delete_sources(source)
-    log.info("%s deleted %d chunks of %d source(s)", caller.id, deleted, len(source))
+    try:
+        forgotten = await asyncio.to_thread(_forget, pipeline.settings, source)
+    except (OSError, sqlite3.Error) as e:
+        raise RagError(
+            f"deleted {deleted} chunks of {len(source)} source(s), but the sync state was not updated ({e}); "
+            "repeat the request, or the next ingest may skip them"
+        ) from e
+    log.info(
+        "%s deleted %d chunks of %d source(s), forgot %d sync record(s)", caller.id, deleted, len(source), forgotten
+    )
     return DeleteResponse(deleted=deleted, sources=source)
+
+
+def _forget(settings: Settings, sources: list[str]) -> int:
+    """Forget the sources in the sync state the ingester keeps for the live collection (its version, if any)."""
+    live = live_settings(settings)
+    return forget_sources(live.data_dir, live.store.url, live.store.collection, sources)
 
 
 @router.get("/metrics", tags=["ops"], response_class=Response, responses={200: {"content": {"text/plain": {}}}})
