@@ -6,12 +6,13 @@ query) and scopes (which routes it may use). Sources of identity, strongest firs
 1. ``X-OpenWebUI-User-Jwt``: Open WebUI's HS256 token (claims ``sub``, ``email``, ``name``,
    ``role``, ``iss="open-webui"``, ``exp``), verified with ``auth.openwebui_jwt_secret``. Groups
    come from the ``users`` rules of the access file (by user id or e-mail, e-mail domain, role).
-2. ``Authorization: Bearer KEY``: a key listed (as its SHA-256) in the access file.
+2. ``Authorization: Bearer KEY``: a key listed (as its SHA-256) in the access file; with an access
+   file, any other bearer token is 401, never anonymous.
 3. Plain ``X-OpenWebUI-User-Id/-Email/-Role`` headers, only with ``auth.trust_openwebui_headers``
    (anyone who reaches the service can forge them).
 4. Nobody: the ``public`` group, unless ``auth.required``.
 
-The access file (YAML or JSON, re-read when it changes)::
+The access file (YAML or JSON, re-read when it changes; one granting nothing is refused)::
 
     keys:
       - name: ci-bot
