@@ -37,9 +37,9 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol that refuses oversized request heads while parsing them.
 
     Parsed bytes (URL and each complete header) are counted in the parser callbacks; a header still
-    being received is bounded by counting whole network reads that fall inside one head, so at most
-    one read (256 KiB) beyond the limit is ever buffered. Both counts stay below the true head size,
-    so a head within the limits is never refused.
+    being received is bounded by counting whole network reads that fall inside one head (the read a
+    head starts in is not counted), so no more than the limit plus two reads (256 KiB each) is ever
+    buffered. Both counts stay below the true head size, so a head within the limits is never refused.
     """
 
     def __init__(
@@ -111,8 +111,8 @@ class HeaderLimitedProtocol(HttpToolsProtocol):
     def _count(self, size: int, fields: int) -> None:
         self._parsed += size
         self._fields += fields
-        reason = self.limits.refusal(max(self._parsed, self._received), self._fields)
-        if reason is not None:
+        if self._parsed > self.limits.max_bytes or self._fields > self.limits.max_fields:  # cheap check per header
+            reason = self.limits.refusal(max(self._parsed, self._received), self._fields)
             self._refused = reason
             raise _Refused(reason)
 
