@@ -265,6 +265,7 @@ def run_command(
         from eval.service import is_service_target
         from rag.pipeline import Pipeline
         from rag.registry import make_chat, make_embedder, make_store
+        from rag.rerank import make_reranker
 
         imported, label = _load_data(dataset, squad, beir)
         cases = list(imported.cases)
@@ -299,7 +300,9 @@ def run_command(
         )
         prepare_folder(folder, config)
         store, embedder = make_store(settings), make_embedder(settings)
-        pipeline = Pipeline(settings, store, embedder, make_chat(settings, "extractive://"))
+        # The configured reranker (retrieval.rerank_url) takes part as it does in the service.
+        reranker = make_reranker(settings.retrieval.rerank_url, timeout_s=settings.chat.timeout_s)
+        pipeline = Pipeline(settings, store, embedder, make_chat(settings, "extractive://"), reranker)
         grader = Judge(make_chat(settings, judge)) if judge else None
         try:
             with _progress() as bar:

@@ -7,19 +7,21 @@ The folder loader serves ``file://`` URIs and plain paths. Listing is cheap (a d
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import errno
 import fnmatch
 import logging
 import os
 import stat
 from collections.abc import AsyncIterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Protocol, runtime_checkable
-from urllib.parse import unquote, urlsplit
+from urllib.parse import unquote_to_bytes, urlsplit
 
 import yaml
 
+from ingest.files import FileId, Reader, display_name, file_kind
 from ingest.formats import ParseError, Section, parser_for
 from rag.config import IngestSettings
 from rag.errors import InvalidRequest
@@ -42,6 +44,10 @@ class Item:
     groups: tuple[str, ...] = ()
     skip: str = ""  # non-empty: not a document we handle (unsupported type, link outside the root)
     error: str = ""  # non-empty: a document we should handle but cannot (too large, bad ACL file)
+    # Folder sources: the listed file (device, inode), and its path below the root when ``uri`` is a link to it.
+    # A read checks that it still is that file.
+    file_id: FileId | None = None
+    target: str = ""
 
 
 @dataclass(frozen=True)
@@ -114,8 +120,8 @@ def _read_acl(path: Path) -> tuple[str, ...]:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise ACLError(f"unreadable ACL file {path}: {e}") from e
-    return parse_acl(text, str(path))
+        raise ACLError(f"unreadable ACL file {display_name(str(path))}: {e}") from e
+    return parse_acl(text, display_name(str(path)))
 
 
 def parse_acl(text: str, where: str) -> tuple[str, ...]:
@@ -135,12 +141,12 @@ def parse_acl(text: str, where: str) -> tuple[str, ...]:
 
 
 def path_of(source: str) -> Path:
-    """Local path from a ``file://`` URI or a plain path."""
+    """Local path from a ``file://`` URI or a plain path (a URI's escapes are file-system bytes, UTF-8 or not)."""
     if source.startswith("file://"):
         parts = urlsplit(source)
         if parts.netloc not in ("", "localhost"):
             raise InvalidRequest(f"file URI with a remote host is not supported: {source}", param="source")
-        return Path(unquote(parts.path))
+        return Path(os.fsdecode(unquote_to_bytes(parts.path)))
     return Path(source)
 
 
@@ -151,8 +157,22 @@ def matches(rel: str, patterns: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(rel, p) or ("/" not in p and fnmatch.fnmatchcase(name, p)) for p in patterns)
 
 
+@dataclass
+class _Names:
+    """The names found so far of one hard-linked file, and how many it has (``st_nlink``)."""
+
+    count: int
+    paths: set[Path] = field(default_factory=set)
+
+
 class FolderLoader:
-    """Recursive walk of a local folder (or one file): hidden entries skipped, links kept inside the root."""
+    """Recursive walk of a local folder (or one file); reads follow no link and read only the listed file.
+
+    Hidden (dot-named) files and folders are reported as skipped, a folder once. A symbolic link to a
+    file inside the root is read under the ACL of the target's folder (``follow_links="target-acl"``)
+    or skipped (``"skip"``); one leading out of the root is skipped. A file with several hard links is
+    read only if the walk finds every one of its names, under the groups all their folders share.
+    """
 
     def __init__(
         self,
@@ -162,14 +182,26 @@ class FolderLoader:
         exclude: Sequence[str] = (),
         max_file_mb: float = 50.0,
         default_groups: Sequence[str] = ("public",),
+        follow_links: str = "target-acl",
     ) -> None:
         self._path = path_of(source).expanduser().resolve()
-        if not self._path.exists():
-            raise InvalidRequest(f"source not found: {source}", param="source")
+        try:
+            st = os.stat(self._path)
+        except OSError as e:
+            raise InvalidRequest(f"source not found: {source}", param="source") from e
+        if follow_links not in ("target-acl", "skip"):
+            raise InvalidRequest(f"follow_links must be 'target-acl' or 'skip', got '{follow_links}'")
+        # Reads start from this folder's descriptor; a single-file source reads from its parent.
+        self._base = self._path if stat.S_ISDIR(st.st_mode) else self._path.parent
+        base = st if self._base == self._path else os.stat(self._base)
+        self._base_id: FileId = (base.st_dev, base.st_ino)
+        uri = self._base.as_uri()
+        self._base_uri = uri if uri.endswith("/") else uri + "/"  # the file-system root's URI ends in "/"
         self._include = tuple(include)
         self._exclude = tuple(exclude)
         self._max_bytes = int(max_file_mb * 1024 * 1024)
         self._default = tuple(default_groups)
+        self._follow = follow_links
 
     @property
     def root(self) -> str:
@@ -182,31 +214,62 @@ class FolderLoader:
             yield item
 
     async def fetch(self, item: Item) -> bytes:
-        """Read the file in a worker thread."""
-        return await asyncio.to_thread(path_of(item.uri).read_bytes)
+        """Read the listed file in a worker thread.
+
+        Raises:
+            ChangedError: the path no longer leads to the listed file (a link now, replaced, modified).
+            OSError: gone or unreadable.
+        """
+
+        def read() -> bytes:
+            with Reader(self._base, self._base_id) as reader:
+                return self._read(reader, item)
+
+        return await asyncio.to_thread(read)
 
     async def fetch_many(self, items: Sequence[Item]) -> list[bytes | OSError]:
-        """Read several files in one worker-thread call; a file that cannot be read gives its OSError."""
+        """Read several files in one worker-thread call, checked as ``fetch`` does; a failed read gives its OSError."""
 
-        def read(item: Item) -> bytes | OSError:
-            try:
-                return path_of(item.uri).read_bytes()
-            except OSError as e:
-                return e
+        def read_all() -> list[bytes | OSError]:
+            out: list[bytes | OSError] = []
+            with Reader(self._base, self._base_id) as reader:
+                for item in items:
+                    try:
+                        out.append(self._read(reader, item))
+                    except OSError as e:
+                        out.append(e)
+            return out
 
-        return await asyncio.to_thread(lambda: [read(i) for i in items])
+        return await asyncio.to_thread(read_all)
+
+    def _read(self, reader: Reader, item: Item) -> bytes:
+        # The path below the root straight from the URI's text (pathlib costs more than the read of a small file).
+        if item.target:
+            parts = item.target.split("/")
+        elif item.uri.startswith(self._base_uri):
+            parts = [os.fsdecode(unquote_to_bytes(p)) for p in item.uri[len(self._base_uri) :].split("/")]
+        else:
+            parts = []
+        if item.file_id is None or not parts or any(p in ("", ".", "..") for p in parts):
+            raise OSError(errno.EINVAL, "not a file listed by this loader", item.uri)
+        return reader.read(parts, item.file_id, item.size, item.mtime)
+
+    def _rel(self, path: Path) -> str:
+        return path.relative_to(self._base).as_posix()
 
     def _list(self) -> list[Item]:
-        if self._path.is_file():
-            return [self._item(self._path, self._path.parent, {})]
         out: list[Item] = []
         cache: dict[Path, tuple[str, ...]] = {}
+        linked: dict[FileId, _Names] = {}  # hard-linked files met, with the names found for each
+        unstated: list[Path] = []  # files passed over without a stat: maybe other names of a hard link
+        if self._path != self._base:
+            return self._hard_links([self._item(self._path, cache, linked)], cache, linked, unstated)
 
         def unlisted(e: OSError) -> None:
             # A folder we cannot list is reported (its URI ends in "/"), and the documents stored
             # from it are kept rather than taken for deleted.
             where = Path(e.filename or self._path)
-            rel = where.relative_to(self._path).as_posix() if where != self._path else "."
+            rel = display_name(self._rel(where)) if where != self._path else "."
             out.append(Item(uri=where.as_uri() + "/", name=rel, error=f"cannot list folder: {e.strerror}"))
 
         for dirpath, dirnames, filenames in os.walk(self._path, onerror=unlisted, followlinks=False):
@@ -214,46 +277,60 @@ class FolderLoader:
             kept = []
             for d in sorted(dirnames):
                 sub = folder / d
-                rel = sub.relative_to(self._path).as_posix()
-                if d.startswith(".") or matches(rel, self._exclude):
+                rel = self._rel(sub)
+                if matches(rel, self._exclude):
                     continue
-                if sub.is_symlink():
-                    out.append(Item(uri=sub.as_uri(), name=rel, skip="symbolic link to a folder (not followed)"))
-                    continue
-                kept.append(d)
+                if d.startswith("."):
+                    out.append(Item(uri=sub.as_uri() + "/", name=display_name(rel) + "/", skip="hidden folder"))
+                elif sub.is_symlink():
+                    reason = "symbolic link to a folder (not followed)"
+                    out.append(Item(uri=sub.as_uri(), name=display_name(rel), skip=reason))
+                else:
+                    kept.append(d)
             dirnames[:] = kept
             for f in sorted(filenames):
                 path = folder / f
-                rel = path.relative_to(self._path).as_posix()
-                if f.startswith(".") or matches(rel, self._exclude):
-                    continue
-                if self._include and not matches(rel, self._include):
-                    continue
-                out.append(self._item(path, self._path, cache))
+                rel = self._rel(path)
+                if f == ACL_FILE or matches(rel, self._exclude) or (self._include and not matches(rel, self._include)):
+                    unstated.append(path)
+                elif f.startswith("."):
+                    unstated.append(path)
+                    out.append(Item(uri=path.as_uri(), name=display_name(rel), skip="hidden file"))
+                else:
+                    out.append(self._item(path, cache, linked))
+        out = self._hard_links(out, cache, linked, unstated)
         out.sort(key=lambda i: i.uri)
         return out
 
-    def _item(self, path: Path, root: Path, cache: dict[Path, tuple[str, ...]]) -> Item:
-        uri, name = path.as_uri(), path.relative_to(root).as_posix()
-        if path.is_symlink():
+    def _item(self, path: Path, cache: dict[Path, tuple[str, ...]], linked: dict[FileId, _Names]) -> Item:
+        uri, name = path.as_uri(), display_name(self._rel(path))
+        try:
+            st = os.lstat(path)
+        except OSError as e:
+            return Item(uri=uri, name=name, error=f"cannot stat: {e.strerror}")
+        target = path
+        if stat.S_ISLNK(st.st_mode):
             try:
                 target = path.resolve(strict=True)
+                st = os.stat(target)
             except RuntimeError:  # Python < 3.13 reports a loop this way, newer ones as OSError(ELOOP)
                 return Item(uri=uri, name=name, error="symbolic link loop")
             except OSError as e:
                 reason = "symbolic link loop" if e.errno == errno.ELOOP else f"broken symbolic link: {e.strerror}"
                 return Item(uri=uri, name=name, error=reason)
-            if target != root and root not in target.parents:
+            if not target.is_relative_to(self._base):
                 return Item(uri=uri, name=name, skip="symbolic link pointing outside the source root")
+            if self._follow == "skip":
+                return Item(uri=uri, name=name, skip="symbolic link (not followed: follow_links=skip)")
+        file_id = (st.st_dev, st.st_ino)
+        if stat.S_ISREG(st.st_mode) and st.st_nlink > 1:
+            linked.setdefault(file_id, _Names(st.st_nlink)).paths.add(target)
         if parser_for(path.name) is None:
-            return Item(uri=uri, name=name, skip=f"unsupported file type '{path.suffix or path.name}'")
-        try:
-            st = path.stat()
-        except OSError as e:
-            return Item(uri=uri, name=name, error=f"cannot stat: {e.strerror}")
+            base = name.rpartition("/")[2]
+            return Item(uri=uri, name=name, skip=f"unsupported file type '{Path(base).suffix or base}'")
         if not stat.S_ISREG(st.st_mode):
             # Reading a FIFO would block the run forever; devices and sockets are no documents either.
-            return Item(uri=uri, name=name, error=f"not a regular file ({_file_kind(st.st_mode)})")
+            return Item(uri=uri, name=name, error=f"not a regular file ({file_kind(st.st_mode)})")
         if st.st_size == 0:
             return Item(uri=uri, name=name, mtime=st.st_mtime, skip="empty file (0 bytes)")
         if st.st_size > self._max_bytes:
@@ -261,18 +338,52 @@ class FolderLoader:
             reason = f"file is {st.st_size / 1024 / 1024:.1f} MiB, above the {limit}"
             return Item(uri=uri, name=name, mtime=st.st_mtime, size=st.st_size, error=reason)
         try:
-            groups = groups_for(path, root, self._default, cache)
+            # A link is read under the ACL of the folder its target lies in, never the link's.
+            groups = groups_for(target, self._base, self._default, cache)
         except ACLError as e:
             return Item(uri=uri, name=name, mtime=st.st_mtime, size=st.st_size, error=str(e))
-        return Item(uri=uri, name=name, mtime=st.st_mtime, size=st.st_size, groups=groups)
+        return Item(
+            uri=uri, name=name, mtime=st.st_mtime, size=st.st_size, groups=groups,
+            file_id=file_id, target=self._rel(target) if target != path else "",
+        )  # fmt: skip
 
+    def _hard_links(
+        self, out: list[Item], cache: dict[Path, tuple[str, ...]], linked: dict[FileId, _Names], unstated: list[Path]
+    ) -> list[Item]:
+        """Hard-linked files under the groups all their names' folders share; refused if a name is unaccounted for.
 
-def _file_kind(mode: int) -> str:
-    for test, kind in ((stat.S_ISFIFO, "named pipe"), (stat.S_ISSOCK, "socket"), (stat.S_ISCHR, "character device"),
-                       (stat.S_ISBLK, "block device"), (stat.S_ISDIR, "folder")):  # fmt: skip
-        if test(mode):
-            return kind
-    return "special file"
+        Another name of the file may sit in a folder of another ACL, or outside the root where none of
+        this source's ACLs applies: the file is read only when the walk saw every name.
+        """
+        if not linked:
+            return out
+        if any(len(n.paths) < n.count for n in linked.values()):
+            for path in unstated:  # names the walk passed over (hidden, excluded, not included) count too
+                with contextlib.suppress(OSError):
+                    st = os.lstat(path)
+                    if (st.st_dev, st.st_ino) in linked:
+                        linked[(st.st_dev, st.st_ino)].paths.add(path)
+        return [self._hard_linked(i, linked[i.file_id], cache) if i.file_id in linked else i for i in out]
+
+    def _hard_linked(self, item: Item, names: _Names, cache: dict[Path, tuple[str, ...]]) -> Item:
+        refused = replace(item, groups=(), file_id=None, target="")
+        if len(names.paths) < names.count:
+            reason = (
+                f"hard link with {names.count} names, {len(names.paths)} of them in the source: the others may lie "
+                "outside it (or in folders it skips) under another ACL"
+            )
+            return replace(refused, skip=reason)
+        shared: set[str] | None = None
+        for path in sorted(names.paths):
+            try:
+                groups = set(groups_for(path, self._base, self._default, cache))
+            except ACLError as e:
+                return replace(refused, error=str(e))
+            shared = groups if shared is None else shared & groups
+        if not shared:
+            where = ", ".join(display_name(self._rel(p)) for p in sorted(names.paths))
+            return replace(refused, skip=f"hard link whose names lie under ACLs with no group in common ({where})")
+        return replace(item, groups=tuple(sorted(shared)))
 
 
 def parse(item: Item, data: bytes) -> Document:
@@ -325,4 +436,5 @@ def make_loader(source: str, cfg: IngestSettings) -> Loader:
         exclude=cfg.exclude,
         max_file_mb=cfg.max_file_mb,
         default_groups=cfg.default_groups,
+        follow_links=cfg.follow_links,
     )

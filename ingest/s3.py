@@ -3,7 +3,9 @@
 Listing pages through ``ListObjectsV2`` and reads each document's tags for its ACL: the
 ``rag-groups`` tag by default, groups separated by spaces (S3 tag values allow no commas).
 Documents without the tag take the nearest ``.rag-acl.yaml`` object at or above their "folder", as
-on disk, else the default groups. Bytes are fetched only when the sync needs them.
+on disk, else the default groups. Bytes are fetched only when the sync needs them. Keys with an
+empty, ``.`` or ``..`` segment are refused; hidden (dot-named) objects and "folders" are reported
+as skipped, a folder once.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ log = logging.getLogger(__name__)
 
 # Tag reads are one request per object; a few in parallel keep a large listing from taking minutes.
 _TAG_THREADS = 8
+
+
+# A key like "pub/../secret/x.md" or "pub//x.md" names no folder unambiguously: its ACL would be looked up
+# by the literal prefix ("pub/..") while readers of its URI may take it for another folder.
+_BAD_KEY = "object key with an empty, '.' or '..' segment (its folder, and so its ACL, is ambiguous)"
+
+
+def _bad_segment(rel: str) -> bool:
+    return any(part in ("", ".", "..") for part in rel.split("/"))
 
 
 def _client(cfg: IngestSettings) -> Any:
@@ -119,15 +130,36 @@ class S3Loader:
             if not page.get("IsTruncated"):
                 break
             token = page.get("NextContinuationToken")
-        acls = {key.rpartition("/")[0]: self._acl(key) for key in acl_keys}
-        candidates: list[tuple[dict[str, Any], str]] = []
         out: list[Item] = []
+        acls: dict[str, tuple[str, ...] | ACLError] = {}
+        for key in acl_keys:
+            if _bad_segment(key[len(prefix) :]):
+                out.append(Item(uri=f"s3://{self._bucket}/{key}", name=key[len(prefix) :], skip=_BAD_KEY))
+            else:
+                acls[key.rpartition("/")[0]] = self._acl(key)
+        candidates: list[tuple[dict[str, Any], str]] = []
+        hidden_folders: set[str] = set()
         for obj in objects:
             key, rel = obj["Key"], obj["Key"][len(prefix) :]
             uri = f"s3://{self._bucket}/{key}"
-            if any(part.startswith(".") for part in rel.split("/")) or matches(rel, self._cfg.exclude):
+            if matches(rel, self._cfg.exclude):
+                continue
+            if _bad_segment(rel):
+                out.append(Item(uri=uri, name=rel, skip=_BAD_KEY))
+                continue
+            parts = rel.split("/")
+            hidden = next((i for i, part in enumerate(parts) if part.startswith(".")), len(parts))
+            if hidden < len(parts) - 1:  # a hidden "folder": one line for it, none for the objects in it
+                folder = "/".join(parts[: hidden + 1])
+                if folder not in hidden_folders:
+                    hidden_folders.add(folder)
+                    where = f"s3://{self._bucket}/{prefix}{folder}/"
+                    out.append(Item(uri=where, name=f"{folder}/", skip="hidden folder"))
                 continue
             if self._cfg.include and not matches(rel, self._cfg.include):
+                continue
+            if hidden == len(parts) - 1:
+                out.append(Item(uri=uri, name=rel, skip="hidden file"))
                 continue
             mtime, size = obj["LastModified"].timestamp(), int(obj["Size"])
             if parser_for(rel) is None:

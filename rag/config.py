@@ -131,6 +131,11 @@ class IngestSettings(BaseModel):
     )
     include: list[str] = Field(default_factory=list, description="Glob patterns to include (empty = all).")
     exclude: list[str] = Field(default_factory=list, description="Glob patterns to skip.")
+    follow_links: Literal["target-acl", "skip"] = Field(
+        "target-acl",
+        description="Symbolic links to files inside a folder source: read under the ACL of the target's folder "
+        "(target-acl) or skip them; links leading out of the source are always refused.",
+    )
     s3_endpoint_url: str = Field(
         "", description="S3-compatible endpoint for s3:// sources (MinIO: http://minio:9000); empty = AWS."
     )

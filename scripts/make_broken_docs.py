@@ -126,6 +126,15 @@ def make(root: Path, large_mb: float = 0.6) -> dict[str, dict[str, str]]:
     put("quotas.xlsx", _xlsx(), "ok")
     put("quotas.csv", b"team;gpu hours\nvision;1200\nnlp;900\n", "ok")
     put("good.pdf", pdf, "ok")
+    put("good.md", f"# Backups\n\n{GOOD_TEXT}\n".encode(), "ok")
+    # Hidden entries are reported, a folder once; a link to a file inside the corpus is read (under the
+    # target's ACL).
+    put(".draft.md", f"# Draft\n\n{GOOD_TEXT}\n".encode(), "skipped", "hidden file")
+    (root / ".cache").mkdir(exist_ok=True)
+    (root / ".cache" / "a.md").write_bytes(f"# Cached\n\n{GOOD_TEXT}\n".encode())
+    manifest[".cache/"] = {"outcome": "skipped", "reason": "hidden folder"}
+    os.symlink("good.md", root / "alias.md")
+    manifest["alias.md"] = {"outcome": "ok", "reason": ""}
     # Links: a loop between two names, and a folder linking to its parent (never followed).
     os.symlink("loop-b.md", root / "loop-a.md")
     os.symlink("loop-a.md", root / "loop-b.md")

@@ -6,6 +6,7 @@ scripts/install.sh dev
 scripts/install_helm.sh
 scripts/install_browser.sh >/dev/null     # Debian chromium for the browser tests (apt)
 scripts/install_openwebui.sh >/dev/null   # Open WebUI in its own .venv-openwebui for the e2e check
+scripts/install_deploy.sh >/dev/null      # hera, kfp, kubeflow-katib, kserve in .venv-deploy (tests/deploy)
 export HF_HUB_OFFLINE=1 ANONYMIZED_TELEMETRY=False TOKENIZERS_PARALLELISM=false
 echo "== ruff"; .venv/bin/ruff check .
 echo "== ruff format"; .venv/bin/ruff format --check .

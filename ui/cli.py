@@ -20,6 +20,7 @@ from eval.cli import eval_app
 from rag.config import Settings, load
 from rag.errors import ConfigError, RagError
 from rag.seams import Embedder, VectorStore
+from ui.kserve import kserve_app
 
 app = typer.Typer(
     name="rag",
@@ -498,6 +499,7 @@ def keys_hash(
 app.add_typer(collection_app, name="collection")
 app.add_typer(keys_app, name="keys")
 app.add_typer(eval_app, name="eval", help="Evaluate retrieval and answers: run, report, compare, synth.")
+app.add_typer(kserve_app, name="kserve")
 
 
 def main() -> None:

@@ -1,7 +1,6 @@
 """The Helm chart: lints, renders the expected objects, and its values mirror rag.config.Settings one-to-one.
 
 No cluster here: `helm lint` and `helm template`, then the rendered YAML is parsed and checked.
-helm comes from scripts/install_helm.sh; if it cannot be installed these tests fail, never skip.
 """
 
 from __future__ import annotations
@@ -10,137 +9,48 @@ import json
 import os
 import re
 import subprocess
-import typing
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from pydantic import BaseModel, SecretStr
 
 from rag.config import Settings
-
-ROOT = Path(__file__).resolve().parents[2]
-CHART = ROOT / "charts" / "onprem-rag"
-VALUES_ALL = Path(__file__).parent / "values-all.yaml"
-NS = "rag-test"
-RELEASE = "t"
-FULLNAME = f"{RELEASE}-onprem-rag"
-
-
-# --- helpers -------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="session")
-def helm() -> str:
-    """Path of the helm binary, installed once per session by scripts/install_helm.sh."""
-    proc = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "install_helm.sh")], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
-    if proc.returncode != 0:
-        pytest.fail(f"scripts/install_helm.sh failed ({proc.returncode}):\n{proc.stdout}\n{proc.stderr}")
-    path = ROOT / proc.stdout.strip().splitlines()[-1]
-    assert path.is_file(), f"install_helm.sh printed {path}, which does not exist"
-    return str(path)
-
-
-def run_helm(helm: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([helm, *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
-
-
-def template(helm: str, *args: str) -> list[dict[str, Any]]:
-    """Render the chart as release ``t`` in namespace ``rag-test``; the parsed objects."""
-    proc = run_helm(helm, "template", RELEASE, str(CHART), "--namespace", NS, *args)
-    assert proc.returncode == 0, proc.stderr
-    return [doc for doc in yaml.safe_load_all(proc.stdout) if doc]
-
-
-def one(docs: list[dict[str, Any]], kind: str, name: str | None = None) -> dict[str, Any]:
-    found = [d for d in docs if d["kind"] == kind and (name is None or d["metadata"]["name"] == name)]
-    assert len(found) == 1, f"expected one {kind} {name or ''}, found {[d['metadata']['name'] for d in found]}"
-    return found[0]
-
-
-def pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
-    if obj["kind"] == "CronJob":
-        return obj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
-    return obj["spec"]["template"]["spec"]
-
-
-def env_of(container: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {e["name"]: e for e in container.get("env", [])}
-
-
-def settings_paths(model: type[BaseModel] = Settings, prefix: tuple[str, ...] = ()) -> dict[tuple[str, ...], bool]:
-    """Every leaf setting as its key path, mapped to whether it is a secret (SecretStr)."""
-    paths: dict[tuple[str, ...], bool] = {}
-    for name, field in model.model_fields.items():
-        ann = field.annotation
-        if isinstance(ann, type) and issubclass(ann, BaseModel):
-            paths.update(settings_paths(ann, (*prefix, name)))
-        else:
-            paths[(*prefix, name)] = ann is SecretStr or SecretStr in typing.get_args(ann)
-    return paths
-
-
-def env_name(path: tuple[str, ...]) -> str:
-    return "RAG_" + "__".join(path).upper()
-
-
-VALID_ENV = {env_name(p) for p in settings_paths()}
-SECRET_ENV = {env_name(p) for p, secret in settings_paths().items() if secret}
-
-
-def values_paths(tree: dict[str, Any], prefix: tuple[str, ...] = ()) -> set[tuple[str, ...]]:
-    """Leaf key paths of a values tree; a secret reference (a map with existingSecret) is a leaf."""
-    paths: set[tuple[str, ...]] = set()
-    for key, value in tree.items():
-        if isinstance(value, dict) and "existingSecret" not in value:
-            paths |= values_paths(value, (*prefix, key))
-        else:
-            paths.add((*prefix, key))
-    return paths
-
-
-@pytest.fixture(scope="session")
-def default_docs(helm: str) -> list[dict[str, Any]]:
-    return template(helm)
-
-
-@pytest.fixture(scope="session")
-def all_docs(helm: str) -> list[dict[str, Any]]:
-    return template(helm, "-f", str(VALUES_ALL))
-
-
-def rag_containers(docs: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    """Containers that run `rag` (the service and the ingest workers), not Open WebUI."""
-    for d in docs:
-        if d["kind"] in ("Deployment", "CronJob", "Job"):
-            for c in pod_spec(d)["containers"]:
-                if c.get("command", [None])[0] == "rag":
-                    yield c
-
+from tests.charts.render import (
+    CHART,
+    FULLNAME,
+    NS,
+    PROFILES,
+    RELEASE,
+    ROOT,
+    SECRET_ENV,
+    VALID_ENV,
+    VALUES_ALL,
+    config_map,
+    env_of,
+    one,
+    pod_spec,
+    rag_containers,
+    run_helm,
+    settings_paths,
+    template,
+    values_paths,
+)
 
 # --- lint ----------------------------------------------------------------------------------------
 
 
-def test_helm_lint_passes_with_default_values(helm):
-    proc = run_helm(helm, "lint", str(CHART), "--strict", "--namespace", NS)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_helm_lint_passes_with_everything_on(helm):
-    proc = run_helm(helm, "lint", str(CHART), "--strict", "--namespace", NS, "-f", str(VALUES_ALL))
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_helm_lint_strict_passes_for_every_profile(helm, profile):
+    proc = run_helm(helm, "lint", str(CHART), "--strict", "--namespace", NS, *PROFILES[profile])
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
 # --- what is rendered ----------------------------------------------------------------------------
 
 
-def test_default_values_render_the_service_and_the_ingest_cronjob_only(default_docs):
+def test_default_values_render_the_service_and_its_network_policy_only(default_docs):
     kinds = sorted(d["kind"] for d in default_docs)
-    assert kinds == ["ConfigMap", "CronJob", "Deployment", "PodDisruptionBudget", "Service", "ServiceAccount"]
+    assert kinds == ["ConfigMap", "Deployment", "NetworkPolicy", "PodDisruptionBudget", "Service", "ServiceAccount"]
 
 
 def test_everything_on_renders_every_optional_part(all_docs):
@@ -150,16 +60,19 @@ def test_everything_on_renders_every_optional_part(all_docs):
         "CronJob",
         "Deployment",
         "HorizontalPodAutoscaler",
+        "Ingress",
         "InferenceService",
         "Job",
+        "NetworkPolicy",
         "PodDisruptionBudget",
         "Service",
         "ServiceAccount",
         "ServiceMonitor",
     }
     assert one(all_docs, "ServiceMonitor")["apiVersion"] == "monitoring.coreos.com/v1"
-    assert one(all_docs, "InferenceService")["apiVersion"] == "serving.kserve.io/v1beta1"
+    assert {d["apiVersion"] for d in all_docs if d["kind"] == "InferenceService"} == {"serving.kserve.io/v1beta1"}
     assert len([d for d in all_docs if d["kind"] == "Deployment"]) == 2  # the service and Open WebUI
+    assert len([d for d in all_docs if d["kind"] == "Job"]) == 2  # bulk ingest and eval
 
 
 def test_service_runs_rag_serve_with_health_probes(default_docs):
@@ -198,6 +111,29 @@ def test_access_file_is_mounted_read_only_from_its_secret_where_the_setting_poin
     assert volume["secret"] == {"secretName": "rag-access", "items": [{"key": "access.yaml", "path": "access.yaml"}]}
     config = one(all_docs, "ConfigMap", f"{FULLNAME}-config")["data"]
     assert config["RAG_AUTH__ACCESS_FILE"] == f"{mount['mountPath']}/access.yaml"
+
+
+def test_access_file_from_a_configmap_is_mounted_and_found_without_setting_its_path(helm):
+    docs = template(helm, "--set", "accessFile.existingConfigMap=rag-access", "--set", "accessFile.key=rules.yaml")
+    spec = pod_spec(one(docs, "Deployment", FULLNAME))
+    (volume,) = [v for v in spec["volumes"] if v["name"] == "access"]
+    assert volume["configMap"] == {"name": "rag-access", "items": [{"key": "rules.yaml", "path": "rules.yaml"}]}
+    # config.auth.access_file is empty in the values: the chart points it at the mount.
+    assert config_map(docs)["RAG_AUTH__ACCESS_FILE"] == "/etc/rag/access/rules.yaml"
+
+
+def test_an_access_file_from_both_a_secret_and_a_configmap_is_refused(helm):
+    err = run_helm(
+        helm,
+        "template",
+        RELEASE,
+        str(CHART),
+        "--set",
+        "accessFile.existingSecret=a",
+        "--set",
+        "accessFile.existingConfigMap=b",
+    ).stderr
+    assert "set existingSecret or existingConfigMap, not both" in err
 
 
 def test_service_replicas_avoid_sharing_a_node(default_docs, all_docs):
@@ -289,15 +225,15 @@ def test_keys_come_only_from_existing_secrets(all_docs):
     data = one(all_docs, "ConfigMap", f"{FULLNAME}-config")["data"]
     assert not SECRET_ENV & set(data)
     containers = list(rag_containers(all_docs))
-    assert len(containers) == 3  # service, cron ingest, bulk ingest
+    assert len(containers) == 4  # service, cron ingest, bulk ingest, eval
     for c in containers:
         env = env_of(c)
         assert set(env) >= SECRET_ENV, f"{c['name']} lacks {SECRET_ENV - set(env)}"
         assert env["RAG_CHAT__API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "llm-key", "key": "api-key"}
         assert env["RAG_STORE__API_KEY"]["valueFrom"]["secretKeyRef"] == {"name": "milvus-token", "key": "token"}
-    sensitive = re.compile(r"KEY|SECRET|TOKEN|PASSWORD")
+    sensitive = re.compile(r"KEY|SECRET|TOKEN|PASSWORD|DATABASE_URL|REDIS_URL")
     for d in all_docs:
-        if d["kind"] in ("Deployment", "CronJob", "Job"):
+        if d["kind"] in ("Deployment", "CronJob", "Job", "StatefulSet"):
             for c in pod_spec(d)["containers"]:
                 for e in c.get("env", []):
                     if sensitive.search(e["name"]):
@@ -378,19 +314,29 @@ def test_cronjob_ingests_the_source_from_a_read_only_nas_mount(all_docs):
 
 
 def test_cronjob_mounts_a_documents_claim(helm):
-    docs = template(helm, "--set", "ingest.documents.type=pvc", "--set", "ingest.documents.existingClaim=docs")
+    docs = template(
+        helm,
+        "--set",
+        "ingest.cron.enabled=true",
+        "--set",
+        "ingest.documents.type=pvc",
+        "--set",
+        "ingest.documents.existingClaim=docs",
+    )
     volumes = {v["name"]: v for v in pod_spec(one(docs, "CronJob"))["volumes"]}
     assert volumes["documents"]["persistentVolumeClaim"] == {"claimName": "docs", "readOnly": True}
 
 
 def test_a_documents_claim_without_a_name_is_refused(helm):
-    proc = run_helm(helm, "template", RELEASE, str(CHART), "--set", "ingest.documents.type=pvc")
+    proc = run_helm(
+        helm, "template", RELEASE, str(CHART), "--set", "ingest.cron.enabled=true", "--set", "ingest.documents.type=pvc"
+    )
     assert proc.returncode != 0
     assert "ingest.documents.existingClaim is required" in proc.stderr
 
 
 def test_bulk_job_gives_each_pod_its_shard(all_docs):
-    job = one(all_docs, "Job")
+    job = next(j for j in all_docs if j["kind"] == "Job" and "bulk-ingest" in j["metadata"]["name"])
     assert job["metadata"]["name"] == f"{FULLNAME}-bulk-ingest-2026-11-28"
     assert job["spec"]["completionMode"] == "Indexed"
     assert job["spec"]["completions"] == 8
@@ -452,7 +398,16 @@ def test_open_webui_talks_to_the_service_not_to_an_llm(all_docs):
 
 
 def test_open_webui_will_not_forward_users_unsigned(helm):
-    proc = run_helm(helm, "template", RELEASE, str(CHART), "--set", "openWebUI.enabled=true")
+    proc = run_helm(
+        helm,
+        "template",
+        RELEASE,
+        str(CHART),
+        "--set",
+        "openWebUI.enabled=true",
+        "--set",
+        "openWebUI.webuiSecret.existingSecret=w",
+    )
     assert proc.returncode != 0
     assert "openWebUI.jwtSecret.existingSecret is required" in proc.stderr
 
@@ -460,36 +415,23 @@ def test_open_webui_will_not_forward_users_unsigned(helm):
 # --- KServe --------------------------------------------------------------------------------------
 
 
-def test_kserve_serves_the_llm_and_the_service_calls_it(all_docs):
-    isvc = one(all_docs, "InferenceService")
+def test_kserve_serves_the_llm_and_the_service_calls_its_predictor(all_docs):
+    isvc = one(all_docs, "InferenceService", f"{FULLNAME}-llm")
     name = isvc["metadata"]["name"]
     model = isvc["spec"]["predictor"]["model"]
     assert model["modelFormat"]["name"] == "huggingface"
     assert model["storageUri"] == "pvc://models/qwen2.5-7b-instruct"
     assert model["resources"]["limits"]["nvidia.com/gpu"] == 2
     assert "--model_name=qwen2.5-7b-instruct" in model["args"]
-    data = one(all_docs, "ConfigMap", f"{FULLNAME}-config")["data"]
-    assert data["RAG_CHAT__URL"] == f"kserve+http://{name}.{NS}.svc.cluster.local/openai/v1?model=qwen2.5-7b-instruct"
+    data = config_map(all_docs)
+    # RawDeployment (the default mode): the predictor's own Service.
+    host = f"{name}-predictor.{NS}.svc.cluster.local"
+    assert data["RAG_CHAT__URL"] == f"kserve+http://{host}/openai/v1?model=qwen2.5-7b-instruct"
 
 
 def test_without_kserve_the_chat_url_is_the_configured_one(default_docs):
     data = one(default_docs, "ConfigMap", f"{FULLNAME}-config")["data"]
     assert data["RAG_CHAT__URL"] == yaml.safe_load((CHART / "values.yaml").read_text())["config"]["chat"]["url"]
-
-
-# --- Milvus HA values ----------------------------------------------------------------------------
-
-
-def test_milvus_values_describe_a_highly_available_cluster():
-    v = yaml.safe_load((ROOT / "charts" / "milvus-ha-values.yaml").read_text())
-    assert v["cluster"]["enabled"] is True
-    assert v["mixCoordinator"]["replicas"] == 2 and v["mixCoordinator"]["activeStandby"]["enabled"] is True
-    for component in ("proxy", "queryNode", "dataNode", "streamingNode"):
-        assert v[component]["replicas"] >= 2, component
-    assert v["queryNode"]["replicas"] >= 2  # collections load with replica_number >= 2
-    assert v["etcd"]["replicaCount"] == 3
-    assert (v["minio"]["enabled"] and v["minio"]["mode"] == "distributed") or v["externalS3"]["enabled"]
-    assert v["woodpecker"]["enabled"] is True and v["pulsarv3"]["enabled"] is False
 
 
 # --- the installer -------------------------------------------------------------------------------

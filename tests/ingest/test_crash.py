@@ -89,18 +89,25 @@ def test_sigkill_at_random_points_then_rerun_equals_an_uninterrupted_run(tmp_pat
 
     data = tmp_path / "data"
     rng = random.Random(int(os.environ.get("RAG_TEST_SEED", "20240601")))
-    killed_mid_run = 0
-    for k in range(KILLS):
+    killed_mid_run = attempts = 0
+    finished_s: list[float] = []  # runs that ended before their kill: their length bounds the next kill time
+    while killed_mid_run < KILLS and attempts < 3 * KILLS:
         # Alternate between the two versions so that every run has real work: adds, edits, deletes, relabels.
-        _write_corpus(source, "a" if k % 2 == 0 else "b")
+        _write_corpus(source, "a" if attempts % 2 == 0 else "b")
+        attempts += 1
+        started = time.monotonic()
         child = subprocess.Popen(
             [str(RAG), "ingest", str(source)], env=_env(data), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
         )
-        time.sleep(rng.uniform(0.1, full))
-        if child.poll() is None:
+        # Incremental runs are shorter than the first full one, and a loaded machine stretches them all:
+        # kill at a random point before the shortest run seen so far ended, so kills land inside runs.
+        try:
+            child.wait(timeout=rng.uniform(0.1, min(finished_s, default=full)))
+            finished_s.append(time.monotonic() - started)
+        except subprocess.TimeoutExpired:
             child.send_signal(signal.SIGKILL)
+            child.wait(timeout=60)
             killed_mid_run += 1
-        child.wait(timeout=60)
     assert killed_mid_run >= KILLS // 2, "the kills should mostly land inside a run"
 
     _write_corpus(source, "b")

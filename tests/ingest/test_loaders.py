@@ -15,7 +15,7 @@ async def _items(loader: FolderLoader) -> dict[str, object]:
     return {i.name: i async for i in loader.items()}
 
 
-async def test_walk_skips_hidden_unsupported_and_outside_links(tmp_path: Path) -> None:
+async def test_walk_reports_hidden_unsupported_and_outside_links_as_skipped(tmp_path: Path) -> None:
     root = tmp_path / "root"
     (root / "sub").mkdir(parents=True)
     (root / ".hidden").mkdir()
@@ -29,7 +29,9 @@ async def test_walk_skips_hidden_unsupported_and_outside_links(tmp_path: Path) -
     os.symlink(outside, root / "link.md")
     os.symlink(tmp_path, root / "linkdir")
     items = await _items(FolderLoader(str(root)))
-    assert set(items) == {"a.md", "sub/b.txt", "image.png", "link.md", "linkdir"}
+    assert set(items) == {"a.md", "sub/b.txt", "image.png", "link.md", "linkdir", ".hidden/", ".secret.md"}
+    assert items[".hidden/"].skip == "hidden folder"  # type: ignore[attr-defined]
+    assert items[".secret.md"].skip == "hidden file"  # type: ignore[attr-defined]
     assert "unsupported" in items["image.png"].skip  # type: ignore[attr-defined]
     assert "outside the source root" in items["link.md"].skip  # type: ignore[attr-defined]
     assert "not followed" in items["linkdir"].skip  # type: ignore[attr-defined]

@@ -97,3 +97,30 @@ async def test_missing_bucket_is_an_invalid_request(s3: Any, s3_settings: Settin
 
     with pytest.raises(InvalidRequest, match="bucket not found"):
         await ingest_source(s3_settings, MemoryStore("docs"), HashingEmbedder(64), "s3://no-such-bucket/x")
+
+
+async def test_keys_with_dot_or_empty_segments_are_refused_and_hidden_objects_reported(
+    s3: Any, s3_settings: Settings
+) -> None:
+    s3.put_object(Bucket="lake", Key="handbook/secret/.rag-acl.yaml", Body=b"groups: [finance]\n")
+    s3.put_object(Bucket="lake", Key="handbook/secret/pay.md", Body=b"# Pay\n\nPayroll ledger.")
+    body = b"# Pay\n\nPayroll ledger, or is it?"
+    for key in ("handbook/secret/../pay.md", "handbook/./pay.md", "handbook//pay.md", "handbook/a//pay.md"):
+        s3.put_object(Bucket="lake", Key=key, Body=body)
+    s3.put_object(Bucket="lake", Key="handbook/../other/x.md", Body=body)
+    s3.put_object(Bucket="lake", Key="handbook/x/../.rag-acl.yaml", Body=b"groups: [public]\n")
+    for key in ("handbook/.git/a.md", "handbook/.git/b/c.md", "handbook/notes/.draft.md"):
+        s3.put_object(Bucket="lake", Key=key, Body=body)
+    report = await ingest_source(s3_settings, MemoryStore("docs"), HashingEmbedder(64), "s3://lake/handbook")
+    bad = "object key with an empty, '.' or '..' segment (its folder, and so its ACL, is ambiguous)"
+    assert dict(report.skipped) == {
+        "s3://lake/handbook/secret/../pay.md": bad,
+        "s3://lake/handbook/./pay.md": bad,
+        "s3://lake/handbook//pay.md": bad,
+        "s3://lake/handbook/a//pay.md": bad,
+        "s3://lake/handbook/../other/x.md": bad,
+        "s3://lake/handbook/x/../.rag-acl.yaml": bad,
+        "s3://lake/handbook/.git/": "hidden folder",
+        "s3://lake/handbook/notes/.draft.md": "hidden file",
+    }
+    assert report.failed == () and report.added == 1
