@@ -305,11 +305,18 @@ def serve(
     os.environ.update(state.overrides)
     if state.config_file:
         os.environ["RAG_CONFIG_FILE"] = str(state.config_file)
+    import importlib.util
+
+    # httptools has no header limit of its own: serving.protocol bounds the request head while parsing
+    # it (limits from the app's settings); without httptools, h11 gets the same byte limit.
+    http = "serving.protocol:HeaderLimitedProtocol" if importlib.util.find_spec("httptools") else "h11"
     uvicorn.run(
         "serving.app:create_app",
         factory=True,
         host=settings.server.host,
         port=settings.server.port,
+        http=http,
+        h11_max_incomplete_event_size=settings.server.max_header_kb * 1024,
         log_level=settings.log_level.lower(),
         access_log=False,  # the service writes its own access log line (JSON, with request id and caller)
     )
