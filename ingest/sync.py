@@ -69,6 +69,25 @@ def state_files(data_dir: Path, store_url: str, collection: str) -> list[Path]:
     return sorted(p for p in base.parent.glob(f"{stem}*") if shard.fullmatch(p.name)) if base.parent.is_dir() else []
 
 
+def forget_sources(data_dir: Path, store_url: str, collection: str, sources: list[str]) -> int:
+    """Forget documents in every sync state of a collection (the plain run's and each shard's).
+
+    For documents deleted from the store outside ingestion (``DELETE /v1/sources``): the state
+    would still call them unchanged, and every later ingest would skip them. Once forgotten, the
+    next ingest adds them again if they are still in the source. Returns the state rows removed.
+    """
+    removed = 0
+    for path in state_files(data_dir, store_url, collection):
+        if path.suffix != ".sqlite3":  # the journals (-wal, -shm) belong to their database
+            continue
+        state = SyncState(path)
+        try:
+            removed += state.forget(sources)
+        finally:
+            state.close()
+    return removed
+
+
 class SyncState:
     """The sqlite-backed state file; every write is committed before the call returns."""
 
@@ -145,6 +164,12 @@ class SyncState:
         """Forget a document (after its chunks were deleted from the store)."""
         with self._db:
             self._db.execute("DELETE FROM docs WHERE source = ?", (source,))
+
+    def forget(self, sources: list[str]) -> int:
+        """Forget several documents at once (removed from the store by someone else); returns how many were known."""
+        with self._db:
+            cur = self._db.executemany("DELETE FROM docs WHERE source = ?", [(source,) for source in sources])
+        return max(cur.rowcount, 0)
 
     def reset(self) -> None:
         """Forget everything (the store was found empty, so the state describes nothing real)."""

@@ -178,6 +178,10 @@ class ServerSettings(BaseModel):
     port: int = Field(8000, ge=0, le=65535, description="Bind port.")
     model_name: str = Field("rag", description="Model id advertised on /v1/models.")
     max_request_kb: int = Field(512, ge=1, description="Largest accepted request body, KiB.")
+    max_header_kb: int = Field(
+        32, ge=1, le=1024, description="Largest accepted request head (request line and headers), KiB; more is 431."
+    )
+    max_headers: int = Field(100, ge=8, le=1000, description="Most header fields in one request; more is 431.")
     profiles: list[ProfileSettings] = Field(
         default_factory=list,
         description="More models (RAG profiles) on /v1/models: a JSON list of {name, collection, chat_url, "

@@ -8,6 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 from fastapi import FastAPI
 from fastapi.responses import FileResponse
@@ -20,7 +21,13 @@ from rag.pipeline import Pipeline
 from serving import errors
 from serving.identity import Authenticator
 from serving.metrics import Metrics, MetricsMiddleware, configure_logging
-from serving.middleware import BodyLimitMiddleware, RequestIdMiddleware
+from serving.middleware import (
+    LIMITS_KEY,
+    BodyLimitMiddleware,
+    HeadCheckMiddleware,
+    HeaderLimits,
+    RequestIdMiddleware,
+)
 from serving.profiles import profile_settings
 from serving.routes import router
 
@@ -43,6 +50,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     configure_logging(settings.log_level, settings.telemetry.log_format)
     metrics = Metrics()
     authenticator = Authenticator(settings.auth, settings.limits.rate_per_minute)
+    head_limits = HeaderLimits.of(settings.server)
 
     async def build(profile: Settings) -> Pipeline:
         built = await Pipeline.build(profile)
@@ -51,7 +59,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
         return built
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
         pipelines: dict[str, Pipeline] = {}
         try:
             if pipeline is None:
@@ -62,7 +70,8 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
                 pipelines[settings.server.model_name] = pipeline
             app.state.pipeline = pipelines[settings.server.model_name]
             app.state.pipelines = pipelines
-            yield
+            # The lifespan state reaches the server: serving.protocol reads the head limits from it.
+            yield {LIMITS_KEY: head_limits}
         finally:
             if pipeline is None:
                 for built in pipelines.values():
@@ -84,6 +93,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     _mount_ui(app)
     # Added last = outermost: the request id is set before anything else can fail.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_request_kb * 1024)
+    app.add_middleware(HeadCheckMiddleware, limits=head_limits)
     errors.install(app)
     app.add_middleware(MetricsMiddleware, metrics=metrics)
     app.add_middleware(RequestIdMiddleware)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import sys
 from typing import Annotated, Any
 
@@ -47,10 +48,15 @@ def serve(
         f"print(c.chat.completions.create(model='{settings.server.model_name}', "
         "messages=[{'role': 'user', 'content': 'How long may a GPU job run?'}]).choices[0].message.content)\""
     )
+    # httptools has no header limit of its own: serving.protocol bounds the request head while parsing
+    # it (limits from the app's settings); without httptools, h11 gets the same byte limit.
+    http = "serving.protocol:HeaderLimitedProtocol" if importlib.util.find_spec("httptools") else "h11"
     uvicorn.run(
         create_app(settings),
         host=settings.server.host,
         port=settings.server.port,
+        http=http,
+        h11_max_incomplete_event_size=settings.server.max_header_kb * 1024,
         log_level=settings.log_level.lower(),
         access_log=False,  # the service writes its own access log line (JSON, with request id and caller)
     )

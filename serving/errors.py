@@ -2,7 +2,8 @@
 
 ``{"error": {"message", "type", "param", "code"}}`` with the right status, for our own errors
 (:class:`rag.errors.RagError`), request validation (400, never 422), routing errors (404, 405),
-oversized bodies (413) and anything unexpected (500, logged with its traceback, generic message).
+oversized bodies (413) and anything unexpected (500, logged with its traceback). A 5xx body says
+only what kind of failure it was and the request id; its detail is in the log line with that id.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from rag.errors import RagError, RateLimited
-from serving.wire import ErrorBody, ErrorResponse
+from serving.wire import UNICODE_ERROR, ErrorBody, ErrorResponse, encodable
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +49,46 @@ class RequestTooLarge(HTTPException):
         super().__init__(413, f"request body is larger than the limit of {limit_bytes // 1024} KiB")
 
 
+def printable(text: str) -> str:
+    r"""``text`` with anything UTF-8 cannot hold (lone surrogates) written as ``\udXXX`` escapes."""
+    return text if encodable(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def envelope(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
-    """The OpenAI error envelope as a plain dict."""
-    return ErrorResponse(error=ErrorBody(message=message, type=type_, param=param, code=code)).model_dump()
+    """The OpenAI error envelope as a plain dict (its texts always encodable: they may quote the caller)."""
+    body = ErrorBody(
+        message=printable(message),
+        type=type_,
+        param=None if param is None else printable(param),
+        code=None if code is None else printable(code),
+    )
+    return ErrorResponse(error=body).model_dump()
+
+
+# What a caller is told of a failure on our side: the detail (store paths, backend URLs, SDK
+# messages) goes to the log line carrying the same request id, never into the response.
+_PUBLIC_5XX = {
+    502: "a backend of the service (vector store, embedder or chat model) answered with an error",
+    503: "a backend of the service (vector store, embedder or chat model) is unavailable; try again later",
+    504: "a backend of the service (vector store, embedder or chat model) did not answer in time",
+}
+
+
+def public_message(status: int, request_id: str | None) -> str:
+    """The message of a 5xx body: what kind of failure, and the request id to find its log line by."""
+    text = _PUBLIC_5XX.get(status, "internal server error")
+    return text + (f" (request id {request_id}; the service log has the details)" if request_id else "")
 
 
 def translate(exc: BaseException, request_id: str | None = None) -> tuple[int, dict[str, Any], dict[str, str]]:
-    """Status, envelope and extra headers for any exception."""
+    """Status, envelope and extra headers for any exception; a 5xx is logged with its detail."""
     if isinstance(exc, RagError):
         headers = {}
         if isinstance(exc, RateLimited):
             headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
+        if exc.status >= 500:
+            log.error("request %s failed (%d %s): %s", request_id or "-", exc.status, exc.code, exc.message)
+            return exc.status, envelope(public_message(exc.status, request_id), exc.type, None, exc.code), headers
         return exc.status, envelope(exc.message, exc.type, exc.param, exc.code), headers
     if isinstance(exc, RequestValidationError):
         message, param = describe_validation(exc.errors())
@@ -67,19 +97,23 @@ def translate(exc: BaseException, request_id: str | None = None) -> tuple[int, d
         status = exc.status_code
         type_ = _TYPE_BY_STATUS.get(status, "api_error" if status >= 500 else "invalid_request_error")
         message = str(exc.detail) if exc.detail else "error"
+        if status >= 500:
+            log.error("request %s failed (%d): %s", request_id or "-", status, message)
+            message = public_message(status, request_id)
         headers = dict(exc.headers or {})
         return status, envelope(message, type_, None, _CODE_BY_STATUS.get(status)), headers
     log.error("unexpected error (request %s)", request_id or "-", exc_info=exc)
-    message = "internal server error"
-    if request_id:
-        message += f" (request id {request_id})"
-    return 500, envelope(message, "server_error", None, "internal_error"), {}
+    return 500, envelope(public_message(500, request_id), "server_error", None, "internal_error"), {}
 
 
 def describe_validation(errors: Sequence[Any]) -> tuple[str, str | None]:
     """A readable message naming the offending fields, and the first field as ``param``."""
     by_field: dict[str, list[str]] = {}
     for err in errors:
+        if err.get("type") == UNICODE_ERROR:
+            field = str((err.get("ctx") or {}).get("field", ""))
+            by_field.setdefault(field, []).append(str(err.get("msg", "is not valid Unicode")))
+            continue
         if err.get("type") == "json_invalid":
             detail = (err.get("ctx") or {}).get("error", "")
             by_field.setdefault("", []).append(f"is not valid JSON ({detail})".replace(" ()", ""))
@@ -105,10 +139,15 @@ def describe_validation(errors: Sequence[Any]) -> tuple[str, str | None]:
 
 
 def error_response(exc: BaseException, request: Request | None = None) -> JSONResponse:
-    """A JSON response carrying the envelope for ``exc``."""
+    """A JSON response carrying the envelope for ``exc``; never raises (a last-resort 500 instead)."""
     request_id = getattr(request.state, "request_id", None) if request is not None else None
-    status, body, headers = translate(exc, request_id)
-    return JSONResponse(body, status_code=status, headers=headers)
+    return error_response_for(exc, request_id)
+
+
+def _last_resort(request_id: str | None) -> JSONResponse:
+    message = public_message(500, request_id)
+    error = {"message": message, "type": "server_error", "param": None, "code": "internal_error"}
+    return JSONResponse({"error": error}, status_code=500)
 
 
 async def _handle(request: Request, exc: Exception) -> JSONResponse:
@@ -152,5 +191,14 @@ class CatchAllMiddleware:
                 log.error("error after the response started", exc_info=exc)
                 return
             request_id = scope.get("state", {}).get("request_id")
-            status, body, headers = translate(exc, request_id)
-            await JSONResponse(body, status_code=status, headers=headers)(scope, receive, send)
+            await error_response_for(exc, request_id)(scope, receive, send)
+
+
+def error_response_for(exc: BaseException, request_id: str | None) -> JSONResponse:
+    """:func:`error_response` for a request id rather than a request."""
+    try:
+        status, body, headers = translate(exc, request_id)
+        return JSONResponse(body, status_code=status, headers=headers)
+    except Exception as failure:
+        log.error("could not render the error of request %s", request_id or "-", exc_info=failure)
+        return _last_resort(request_id)

@@ -6,12 +6,13 @@ query) and scopes (which routes it may use). Sources of identity, strongest firs
 1. ``X-OpenWebUI-User-Jwt``: Open WebUI's HS256 token (claims ``sub``, ``email``, ``name``,
    ``role``, ``iss="open-webui"``, ``exp``), verified with ``auth.openwebui_jwt_secret``. Groups
    come from the ``users`` rules of the access file (by user id or e-mail, e-mail domain, role).
-2. ``Authorization: Bearer KEY``: a key listed (as its SHA-256) in the access file.
+2. ``Authorization: Bearer KEY``: a key listed (as its SHA-256) in the access file; with an access
+   file, any other bearer token is 401, never anonymous.
 3. Plain ``X-OpenWebUI-User-Id/-Email/-Role`` headers, only with ``auth.trust_openwebui_headers``
    (anyone who reaches the service can forge them).
 4. Nobody: the ``public`` group, unless ``auth.required``.
 
-The access file (YAML or JSON, re-read when it changes)::
+The access file (YAML or JSON, re-read when it changes; one granting nothing is refused)::
 
     keys:
       - name: ci-bot
@@ -46,12 +47,15 @@ from fastapi import Request
 from rag.config import AuthSettings
 from rag.errors import ConfigError, Forbidden, RateLimited, Unauthenticated
 from rag.types import PUBLIC_GROUP, Filter
+from serving.wire import unencodable
 
 log = logging.getLogger(__name__)
 
 JWT_HEADER = "X-OpenWebUI-User-Jwt"
 JWT_ISSUER = "open-webui"
 JWT_LEEWAY_S = 30
+# Open WebUI's tokens are a few hundred bytes; anything far larger is refused before it is decoded.
+MAX_JWT_BYTES = 8192
 SCOPES = frozenset({"chat", "search", "embed", "admin"})
 DEFAULT_SCOPES = frozenset({"chat", "search", "embed"})
 RELOAD_EVERY_S = 2.0
@@ -117,38 +121,73 @@ def _scopes(value: Any, where: str) -> frozenset[str]:
     return scopes
 
 
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str | int) for v in value):
+        raise ConfigError(f"{where} must be a list of names")
+    return tuple(str(v) for v in value)
+
+
 def _group_map(value: Any, where: str, lower: bool = False) -> dict[str, tuple[str, ...]]:
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise ConfigError(f"{where} must be a mapping of names to group lists")
-    return {(str(k).lower() if lower else str(k)): tuple(str(g) for g in v) for k, v in value.items()}
+    return {(str(k).lower() if lower else str(k)): _names(v, f"{where}.{k}") for k, v in value.items()}
 
 
-def parse_access(data: Mapping[str, Any], origin: str = "access file") -> Access:
-    """Validate an access file's content."""
+def _key(entry: Any, where: str) -> tuple[str, Principal]:
+    if not isinstance(entry, dict):
+        raise ConfigError(f"{where} must be a mapping with 'name' and 'sha256'")
+    digest = str(entry.get("sha256", "")).lower().removeprefix("sha256:")
+    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise ConfigError(f"{where}: 'sha256' must be the 64-hex-digit SHA-256 of the key")
+    if not entry.get("name"):
+        raise ConfigError(f"{where}: 'name' is required")
+    rate = entry.get("rate_per_minute")
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int) or rate < 0):
+        raise ConfigError(f"{where}: 'rate_per_minute' must be a whole number >= 0")
+    groups = {PUBLIC_GROUP, *_names(entry.get("groups"), f"{where}.groups")}
+    principal = Principal(
+        id=f"key:{entry['name']}",
+        kind="key",
+        groups=tuple(sorted(groups)),
+        scopes=_scopes(entry.get("scopes"), where),
+        rate_per_minute=rate,
+    )
+    return digest, principal
+
+
+def parse_access(data: Any, origin: str = "access file") -> Access:
+    """Validate an access file's content; one that grants nothing (no keys, no users rules) is refused.
+
+    An emptied or truncated file would otherwise drop every key at once, silently.
+    """
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: must be a mapping with 'keys' and/or 'users' sections")
     unknown = set(data) - {"keys", "users"}
     if unknown:
         raise ConfigError(f"{origin}: unknown section(s) {', '.join(sorted(unknown))}; known: keys, users")
+    entries = data.get("keys") or []
+    if not isinstance(entries, list):
+        raise ConfigError(f"{origin}: 'keys' must be a list of entries")
     keys: dict[str, Principal] = {}
-    for i, entry in enumerate(data.get("keys") or []):
-        where = f"{origin}: keys[{i}]"
-        digest = str(entry.get("sha256", "")).lower().removeprefix("sha256:")
-        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-            raise ConfigError(f"{where}: 'sha256' must be the 64-hex-digit SHA-256 of the key")
-        if not entry.get("name"):
-            raise ConfigError(f"{where}: 'name' is required")
-        groups = {PUBLIC_GROUP, *(str(g) for g in entry.get("groups") or [])}
-        keys[digest] = Principal(
-            id=f"key:{entry['name']}",
-            kind="key",
-            groups=tuple(sorted(groups)),
-            scopes=_scopes(entry.get("scopes"), where),
-            rate_per_minute=entry.get("rate_per_minute"),
-        )
+    for i, entry in enumerate(entries):
+        digest, principal = _key(entry, f"{origin}: keys[{i}]")
+        if digest in keys:
+            raise ConfigError(f"{origin}: keys[{i}] is the same key as {keys[digest].id}")
+        keys[digest] = principal
     u = data.get("users") or {}
+    if not isinstance(u, dict):
+        raise ConfigError(f"{origin}: 'users' must be a mapping of rules")
+    if not keys and not u:
+        raise ConfigError(
+            f"{origin}: lists no keys and no users rules, so it would let nobody in; "
+            "refusing it (unset auth.access_file to run without one)"
+        )
     users = UserRules(
-        groups=tuple(str(g) for g in u.get("groups", [PUBLIC_GROUP])),
+        groups=_names(u.get("groups", [PUBLIC_GROUP]), f"{origin}: users.groups"),
         scopes=_scopes(u.get("scopes"), f"{origin}: users"),
         by_user=_group_map(u.get("by_user"), f"{origin}: users.by_user"),
         by_domain=_group_map(u.get("by_domain"), f"{origin}: users.by_domain", lower=True),
@@ -164,6 +203,7 @@ class AccessFile:
         self.path = path
         self._lock = threading.Lock()
         self._mtime: float | None = None
+        self._refused_mtime: float | None = None
         self._checked = 0.0
         self._access = Access()
         if path is not None:
@@ -177,19 +217,31 @@ class AccessFile:
         except OSError as e:
             raise ConfigError(f"cannot read the access file {self.path}: {e}") from e
         try:
-            data = json.loads(text) if self.path.suffix == ".json" else yaml.safe_load(text)
+            if not text.strip():
+                data = None  # emptied (or caught mid-write): refused below as granting nothing
+            elif self.path.suffix == ".json":
+                data = json.loads(text)
+            else:
+                data = yaml.safe_load(text)
         except (ValueError, yaml.YAMLError) as e:
             raise ConfigError(f"the access file {self.path} is not valid YAML/JSON: {e}") from e
-        self._access = parse_access(data or {}, str(self.path))
+        self._access = parse_access({} if data is None else data, str(self.path))
         self._mtime = stat.st_mtime
 
+    @property
+    def configured(self) -> bool:
+        """Whether an access file is in use (then every bearer token must be one of its keys)."""
+        return self.path is not None
+
     def get(self) -> Access:
-        """The current rules (a broken edit keeps the previous rules and is logged)."""
+        """The current rules (a broken edit keeps the previous rules and is logged once)."""
         if self.path is not None and time.monotonic() - self._checked > RELOAD_EVERY_S:
             with self._lock:
                 self._checked = time.monotonic()
                 try:
-                    if self.path.stat().st_mtime != self._mtime:
+                    mtime = self.path.stat().st_mtime
+                    if mtime not in (self._mtime, self._refused_mtime):
+                        self._refused_mtime = mtime
                         self._load()
                         log.info("access file %s reloaded", self.path)
                 except (OSError, ConfigError) as e:
@@ -240,7 +292,8 @@ class Authenticator:
         access = self.access.get()
         key_principal: Principal | None = None
         auth = headers.get("authorization", "")
-        if access.keys and auth:
+        # With an access file, a token that is none of its keys is refused, never taken as anonymous.
+        if auth and self.access.configured:
             scheme, _, token = auth.partition(" ")
             if scheme.lower() != "bearer" or not token.strip():
                 raise Unauthenticated("the Authorization header must be 'Bearer <API key>'")
@@ -264,6 +317,8 @@ class Authenticator:
     def _user_from_jwt(self, token: str, secret: str, users: UserRules) -> Principal:
         import jwt
 
+        if len(token) > MAX_JWT_BYTES:
+            raise Unauthenticated(f"the Open WebUI user token is longer than {MAX_JWT_BYTES} bytes")
         try:
             claims = jwt.decode(
                 token,
@@ -275,6 +330,8 @@ class Authenticator:
             )
         except jwt.PyJWTError as e:
             raise Unauthenticated(f"the Open WebUI user token is not valid: {e}") from e
+        if unencodable(claims) is not None:
+            raise Unauthenticated("the Open WebUI user token holds text that is not valid Unicode")
         user_id, email = str(claims.get("sub") or claims.get("id") or ""), str(claims.get("email") or "")
         if not user_id and not email:
             raise Unauthenticated("the Open WebUI user token names no user (no 'sub' or 'email')")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
+import sqlite3
 import time
 from typing import Annotated, Any
 
@@ -13,11 +14,14 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ingest.sync import forget_sources
 from rag import chain
 from rag.config import Settings
 from rag.errors import InvalidRequest, NotFound, RagError, UpstreamTimeout
 from rag.pipeline import Pipeline
+from rag.stores.common import validate_filter
 from rag.types import FILTERABLE_FIELDS, PUBLIC_GROUP, Filter, ScoredChunk
+from rag.versions import live_settings
 from serving import chat
 from serving.identity import Principal, acl_filter, require
 from serving.metrics import Metrics
@@ -42,6 +46,9 @@ from serving.wire import (
 log = logging.getLogger(__name__)
 
 BACKEND_HEADER = "X-RAG-Backend"
+# The metrics' model label for a request naming no model we serve: labels take validated values only,
+# so callers cannot grow /metrics by inventing model names.
+UNKNOWN_MODEL = "unknown"
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (400, 401, 403, 404, 413, 429, 500, 502, 503, 504)
 }
@@ -118,8 +125,9 @@ async def chat_completions(
     settings: SettingsDep,
 ) -> Response:
     """Answer from the documents the caller may read, citing them; streamed as SSE when asked."""
-    request.state.model = body.model
+    request.state.model = UNKNOWN_MODEL
     pipeline = pick(get_pipelines(request), body.model)
+    request.state.model = pipeline.settings.server.model_name
     messages = chat.to_messages(body)
     limits = settings.limits
     chat.check_size(messages, limits.max_messages, limits.max_input_tokens)
@@ -154,7 +162,7 @@ async def embeddings(
     body: EmbeddingRequest, request: Request, pipeline: PipelineDep, caller: EmbedCallerDep
 ) -> EmbeddingResponse:
     """Embed texts with the collection's embedder (as passages)."""
-    request.state.model = body.model
+    request.state.model = UNKNOWN_MODEL
     pipeline = get_pipelines(request).get(body.model, pipeline)
     info = pipeline.embedder.info
     if body.model not in (pipeline.settings.server.model_name, info.id):
@@ -163,6 +171,7 @@ async def embeddings(
             param="model",
             code="model_not_found",
         )
+    request.state.model = body.model
     if body.dimensions is not None and body.dimensions != info.dim:
         raise InvalidRequest(
             f"this embedder has {info.dim} dimensions; it cannot give {body.dimensions}", param="dimensions"
@@ -196,7 +205,12 @@ def search_filter(filters: dict[str, Any], groups: tuple[str, ...]) -> Filter:
             raise InvalidRequest(f"filter '{key}' takes one value, not a list", param=f"filters.{key}")
         else:
             where[key] = value
-    return Filter(groups=acl_filter(groups).groups, sources=sources, where=where)
+    flt = Filter(groups=acl_filter(groups).groups, sources=sources, where=where)
+    try:  # before the query is embedded, and naming the field as the caller sent it
+        validate_filter(flt)
+    except InvalidRequest as e:
+        raise InvalidRequest(e.message, param=(e.param or "").replace("where.", "filters.", 1) or "filters") from e
+    return flt
 
 
 def _hit(h: ScoredChunk) -> SearchHit:
@@ -220,8 +234,9 @@ async def search(
 ) -> SearchResponse:
     """Scored chunks for a query, best first, without generation (``model`` picks a profile's collection)."""
     if body.model is not None:
-        request.state.model = body.model
+        request.state.model = UNKNOWN_MODEL
         pipeline = pick(get_pipelines(request), body.model)
+        request.state.model = body.model
     started = time.perf_counter()
     hits = await pipeline.search(body.query, body.k, search_filter(body.filters, caller.groups))
     metrics.retrieval.observe(time.perf_counter() - started)
@@ -232,11 +247,30 @@ async def search(
 async def delete_sources(
     pipeline: PipelineDep, caller: AdminDep, source: Annotated[list[str], Query(min_length=1)]
 ) -> DeleteResponse:
-    """Remove every chunk of the given source documents (needs the ``admin`` scope)."""
+    """Remove every chunk of the given source documents (needs the ``admin`` scope).
+
+    The ingester's sync state forgets them too, so the next ``rag ingest`` adds back any that are
+    still in the source (delete them there to keep them out).
+    """
     await pipeline.ensure_open()
     deleted = await pipeline.store.delete_sources(source)
-    log.info("%s deleted %d chunks of %d source(s)", caller.id, deleted, len(source))
+    try:
+        forgotten = await asyncio.to_thread(_forget, pipeline.settings, source)
+    except (OSError, sqlite3.Error) as e:
+        raise RagError(
+            f"deleted {deleted} chunks of {len(source)} source(s), but the sync state was not updated ({e}); "
+            "repeat the request, or the next ingest may skip them"
+        ) from e
+    log.info(
+        "%s deleted %d chunks of %d source(s), forgot %d sync record(s)", caller.id, deleted, len(source), forgotten
+    )
     return DeleteResponse(deleted=deleted, sources=source)
+
+
+def _forget(settings: Settings, sources: list[str]) -> int:
+    """Forget the sources in the sync state the ingester keeps for the live collection (its version, if any)."""
+    live = live_settings(settings)
+    return forget_sources(live.data_dir, live.store.url, live.store.collection, sources)
 
 
 @router.get("/metrics", tags=["ops"], response_class=Response, responses={200: {"content": {"text/plain": {}}}})

@@ -9,7 +9,56 @@ from __future__ import annotations
 import time
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+# Integer bounds of what the backends take: token counts are int32 in llama.cpp and vLLM, seeds int64.
+MAX_INT32 = 2**31 - 1
+MIN_INT64, MAX_INT64 = -(2**63), 2**63 - 1
+UNICODE_ERROR = "invalid_unicode"
+
+
+def encodable(text: str) -> bool:
+    r"""Whether ``text`` can be written as UTF-8 (JSON's ``"\ud800"`` decodes to a lone surrogate, which cannot)."""
+    if text.isascii():
+        return True
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def unencodable(value: Any) -> str | None:
+    """The dotted path of the first string or key in a JSON value that is not encodable, or None."""
+    stack: list[tuple[str, Any]] = [("", value)]
+    while stack:  # a loop, not recursion: the nesting depth is the caller's choice
+        path, node = stack.pop()
+        if isinstance(node, str):
+            if not encodable(node):
+                return path or "request body"
+        elif isinstance(node, dict):
+            for key, item in reversed(node.items()):
+                if isinstance(key, str) and not encodable(key):
+                    return f"{path} (a key)" if path else "a key of the request body"
+                stack.append((f"{path}.{key}" if path else str(key), item))
+        elif isinstance(node, list | tuple):
+            stack.extend((f"{path}.{i}" if path else str(i), item) for i, item in reversed(list(enumerate(node))))
+    return None
+
+
+class WireRequest(BaseModel):
+    """Base of the request bodies: every string in them (fields, unknown fields, keys) must be valid Unicode."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _valid_unicode(cls, data: Any) -> Any:
+        where = unencodable(data)
+        if where is not None:
+            message = "is not valid Unicode (a lone surrogate such as \\ud800, or bytes that are not UTF-8)"
+            raise PydanticCustomError(UNICODE_ERROR, message, {"field": where})
+        return data
+
 
 # ---------------------------------------------------------------------------------------------
 # Chat completions: request
@@ -60,7 +109,7 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
-class ChatCompletionRequest(BaseModel):
+class ChatCompletionRequest(WireRequest):
     """``POST /v1/chat/completions`` body."""
 
     model_config = ConfigDict(extra="allow")
@@ -71,11 +120,11 @@ class ChatCompletionRequest(BaseModel):
     stream_options: StreamOptions | None = None
     temperature: float | None = Field(None, ge=0.0, le=2.0)
     top_p: float | None = Field(None, gt=0.0, le=1.0)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_INT32)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_INT32)
     stop: str | list[str] | None = None
     n: int = 1
-    seed: int | None = None
+    seed: int | None = Field(None, ge=MIN_INT64, le=MAX_INT64)
     user: str | None = None
 
     @field_validator("n")
@@ -234,7 +283,7 @@ class ModelList(BaseModel):
 MAX_EMBED_INPUTS = 2048
 
 
-class EmbeddingRequest(BaseModel):
+class EmbeddingRequest(WireRequest):
     """``POST /v1/embeddings`` body (text input only; token-id input is refused)."""
 
     model_config = ConfigDict(extra="allow")
@@ -242,7 +291,7 @@ class EmbeddingRequest(BaseModel):
     model: str
     input: str | list[str]
     encoding_format: Literal["float", "base64"] = "float"
-    dimensions: int | None = Field(None, ge=1)
+    dimensions: int | None = Field(None, ge=1, le=MAX_INT32)
     user: str | None = None
 
     @field_validator("input")
@@ -291,7 +340,7 @@ class EmbeddingResponse(BaseModel):
 # ---------------------------------------------------------------------------------------------
 
 
-class SearchRequest(BaseModel):
+class SearchRequest(WireRequest):
     """``POST /v1/search``: scored chunks for a query, without generation."""
 
     model_config = ConfigDict(extra="forbid")

@@ -103,10 +103,11 @@ def start(
     log_path: Path | None = None,
     venv: Path = DEFAULT_VENV,
     auth: bool = False,
+    api_key: str = "x",
 ) -> subprocess.Popen[bytes]:
     """Start ``open-webui serve`` on 127.0.0.1:``port`` (not waiting for it; see :func:`wait_healthy`)."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    env = openwebui_env(rag_base_url, data_dir, auth=auth)
+    env = openwebui_env(rag_base_url, data_dir, auth=auth, api_key=api_key)
     cmd = [str(openwebui_executable(venv)), "serve", "--host", "127.0.0.1", "--port", str(port)]
     out = (log_path or data_dir / "open-webui.log").open("wb")
     try:
@@ -140,10 +141,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-dir", type=Path, help="Open WebUI's state (default: a temporary folder)")
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="Open WebUI's virtualenv")
     parser.add_argument("--auth", action="store_true", help="require login (default: single-user, no login)")
+    parser.add_argument(
+        "--api-key",
+        default=os.environ.get("OPENAI_API_KEY") or "x",
+        help="bearer token sent to the service; with an access file it must be one of its keys "
+        "(default: $OPENAI_API_KEY, else 'x', which only a service without an access file accepts)",
+    )
     args = parser.parse_args(argv)
     data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="open-webui-"))
     try:
-        process = start(args.rag_url, args.port, data_dir, venv=args.venv, auth=args.auth)
+        process = start(args.rag_url, args.port, data_dir, venv=args.venv, auth=args.auth, api_key=args.api_key)
     except FileNotFoundError as e:
         print(e, file=sys.stderr)
         return 1

@@ -35,8 +35,10 @@ META_FIELDS = (
     "ingested_at",
 )
 
-# ``page`` is the one integer field a filter may name; the others are strings.
+# ``page`` is the one integer field a filter may name; the others are strings. Pages count from 1;
+# every store keeps them as 64-bit integers (Chroma refuses larger ones, Milvus keeps a missing page as -1).
 _INT_FIELDS = frozenset({"page"})
+PAGE_MIN, PAGE_MAX = 1, 2**63 - 1
 
 MetaValue = str | int | float | list[str]
 
@@ -55,6 +57,11 @@ def validate_filter(flt: Filter | None) -> None:
         if isinstance(value, bool) or not isinstance(value, want):
             raise InvalidRequest(
                 f"filter field '{key}' takes a {want.__name__}, got {type(value).__name__}", param=f"where.{key}"
+            )
+        if isinstance(value, int) and not PAGE_MIN <= value <= PAGE_MAX:
+            raise InvalidRequest(
+                f"filter field '{key}' takes a page number from {PAGE_MIN} to {PAGE_MAX} (2^63 - 1), got {value}",
+                param=f"where.{key}",
             )
     if flt.groups is not None and isinstance(flt.groups, str):
         raise InvalidRequest("filter groups must be a tuple of group names, not a string", param="groups")

@@ -111,7 +111,12 @@ def _expr(flt: Filter | None) -> str:
         clauses.append(f"ARRAY_CONTAINS_ANY(groups, {_list(flt.groups)})")
     if flt.sources is not None:
         clauses.append(f"source in {_list(flt.sources)}")
-    clauses.extend(f"{key} == {_literal(value)}" for key, value in flt.where.items())
+    for key, value in flt.where.items():
+        clause = f"{key} == {_literal(value)}"
+        if key == "page":
+            # A missing page is stored as _NO_PAGE: 'page == -1' must not match chunks without a page.
+            clause += f" and page != {_NO_PAGE}"
+        clauses.append(clause)
     return " and ".join(f"({c})" for c in clauses)
 
 
