@@ -1,9 +1,13 @@
-"""Print the Markdown table of every RAG_* setting, generated from rag.config.Settings.
+"""The Markdown table of every RAG_* setting, generated from rag.config.Settings.
 
-The README's configuration table is this output; tests/test_docs.py keeps them in sync.
+``python scripts/config_table.py --write`` puts it into docs/configuration.md (between its markers);
+tests/test_docs.py fails when the page is stale.
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -39,5 +43,19 @@ def table() -> str:
     return "\n".join(lines)
 
 
+START, END = "<!-- settings:start -->", "<!-- settings:end -->"
+PAGE = Path(__file__).resolve().parents[1] / "docs" / "configuration.md"
+
+
+def page_with_table(text: str) -> str:
+    """The configuration page's text with the table between its markers replaced by a fresh one."""
+    head, _, rest = text.partition(START)
+    _, _, tail = rest.partition(END)
+    return f"{head}{START}\n{table()}\n{END}{tail}"
+
+
 if __name__ == "__main__":
-    print(table())
+    if sys.argv[1:] == ["--write"]:
+        PAGE.write_text(page_with_table(PAGE.read_text(encoding="utf-8")), encoding="utf-8")
+    else:
+        print(table())
