@@ -167,7 +167,7 @@ def child_ours(corpus: Path, work: Path, models: Path, backend: str) -> dict[str
     if any(_HANGUL.search(p.read_text(encoding="utf-8")) for p in _text_files(corpus)):
         # The BM25 index's Korean analyser is a model too (about 2 s to load): loaded before timing,
         # like the embedding model, when the corpus has Korean text (ours loads it only then).
-        from rag.lexical import kiwi_tokens
+        from rag.lexical.tokens import kiwi_tokens
 
         kiwi_tokens("한국어 형태소 분석기")
 

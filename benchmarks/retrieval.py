@@ -37,9 +37,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eval.dataset import Case, CorpusDoc, from_beir
 from eval.metrics import hit_at_k, mrr_at_k, ndcg_at_k, recall_at_k
 from rag.config import RetrievalSettings, Settings, StoreSettings
-from rag.lexical import BM25_B, BM25_K1, TOKENIZERS, LexicalIndex
+from rag.lexical.fusion import fuse
+from rag.lexical.index import BM25_B, BM25_K1, LexicalIndex
+from rag.lexical.tokens import TOKENIZERS
 from rag.registry import make_embedder, make_store
-from rag.retrieval import Retriever, fuse_rrf
+from rag.retrieval import Retriever
 from rag.seams import VectorStore
 from rag.types import Chunk, EmbedderInfo, ScoredChunk
 
@@ -214,7 +216,7 @@ async def run_set(
         lexical[tok] = bm25_rankings(ds, tok, DEPTH)
         rows[f"BM25 {tok}"] = score_split([sources(r) for r in lexical[tok]], ds.cases)
         log.info("%s: BM25 %s in %.1f s", ds.name, tok, time.perf_counter() - start)
-    plain = [fuse_rrf([(1.0, d), (1.0, b)], 60) for d, b in zip(dense, lexical[settings.tokenizer], strict=True)]
+    plain = [fuse([(1.0, d), (1.0, b)], 60) for d, b in zip(dense, lexical[settings.tokenizer], strict=True)]
     rows[f"plain RRF (k=60, dense + BM25 {settings.tokenizer})"] = score_split([sources(r) for r in plain], ds.cases)
     memory = await through_store(ds, "memory://", settings, workdir)
     rows["default hybrid"] = score_split(memory, ds.cases)

@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from rag.lexical import bigram_tokens
+from rag.lexical.tokens import bigram_tokens
 from rag.types import Chunk, Message, ScoredChunk
 
 # Follow-up markers: a question that leans on the previous turn for its subject.

@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from rag.config import RetrievalSettings
 from rag.lang import detect_lang
-from rag.lexical import coverage, lexical_text, make_tokenizer
+from rag.lexical.fusion import fuse
+from rag.lexical.tokens import WORD, coverage, lexical_text, make_tokenizer
 from rag.seams import Embedder, Reranker, VectorStore
-from rag.stores.common import validate_filter, validate_k
-from rag.types import Filter, ScoredChunk
+from rag.stores.common import validate_k
+from rag.types import Filter, ScoredChunk, validate_filter
 
 log = logging.getLogger(__name__)
 
@@ -95,29 +95,12 @@ def route(query: str, settings: RetrievalSettings, dense_langs: frozenset[str]) 
     return Route(lang, dense, lexical)
 
 
-def fuse_rrf(rankings: Sequence[tuple[float, Sequence[ScoredChunk]]], rrf_k: int = 60) -> list[ScoredChunk]:
-    """Weighted reciprocal rank fusion; scores scaled so a chunk ranked first everywhere scores 1."""
-    total: dict[str, float] = {}
-    first: dict[str, ScoredChunk] = {}
-    for weight, ranking in rankings:
-        if weight <= 0:
-            continue
-        for rank, hit in enumerate(ranking, 1):
-            total[hit.chunk.id] = total.get(hit.chunk.id, 0.0) + weight / (rrf_k + rank)
-            first.setdefault(hit.chunk.id, hit)
-    # Rankings that returned nothing do not count, so optional ones (title links) leave scores alone when empty.
-    best = sum(w for w, r in rankings if w > 0 and r) / (rrf_k + 1)
-    order = sorted(total, key=lambda i: -total[i])
-    return [ScoredChunk(first[i].chunk, total[i] / best if best else 0.0) for i in order]
-
-
-_TITLE_WORD = re.compile(r"[^\W_]+", re.UNICODE)
 _MIN_TITLE_CHARS = 4  # shorter titles ("AI", "p.1") match by accident
 
 
 def _phrase(text: str, lower: bool = True) -> str:
     """Words (lower-cased unless told) joined by single spaces and padded, so ``in`` matches whole words only."""
-    return " " + " ".join(_TITLE_WORD.findall(text.lower() if lower else text)) + " "
+    return " " + " ".join(WORD.findall(text.lower() if lower else text)) + " "
 
 
 def title_rankings(query: str, fused: Sequence[ScoredChunk], top: int) -> tuple[list[ScoredChunk], list[ScoredChunk]]:
@@ -186,11 +169,11 @@ class Retriever:
         dense, lexical = await asyncio.gather(dense_task, lexical_task)
         cfg = self.settings
         rankings = [(plan.dense_weight, dense), (plan.lexical_weight, lexical)]
-        fused = fuse_rrf(rankings, cfg.rrf_k)
+        fused = fuse(rankings, cfg.rrf_k)
         if fused and (cfg.title_match_weight > 0 or cfg.title_link_weight > 0):
             named, linked = title_rankings(query, fused, cfg.title_link_top)
             rankings += [(cfg.title_match_weight, named), (cfg.title_link_weight, linked)]
-            fused = fuse_rrf(rankings, cfg.rrf_k)
+            fused = fuse(rankings, cfg.rrf_k)
         if self.reranker is not None and fused:
             fused = await self._rerank(query, fused)
         return Ranked(plan, tuple(fused), {h.chunk.id: h.score for h in dense}, tuple(self.tokenize(query)))

@@ -76,7 +76,7 @@ class VectorStore(Protocol):
         """Lexical (BM25) top-k for a query text, filtered inside the store; chunks sharing no term are left out.
 
         Scores are BM25 (higher is better, not comparable to cosine). Stores with a native BM25 use it
-        (Milvus); the others keep a :class:`rag.lexical.LexicalIndex` in sync with upsert and delete.
+        (Milvus); the others keep a :class:`rag.lexical.index.LexicalIndex` in sync with upsert and delete.
         """
         ...
 

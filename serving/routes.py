@@ -19,8 +19,7 @@ from rag import chain
 from rag.config import Settings
 from rag.errors import InvalidRequest, NotFound, RagError, UpstreamTimeout
 from rag.pipeline import Pipeline
-from rag.stores.common import validate_filter
-from rag.types import FILTERABLE_FIELDS, PUBLIC_GROUP, Filter, ScoredChunk
+from rag.types import FILTERABLE_FIELDS, PUBLIC_GROUP, Filter, ScoredChunk, validate_filter
 from rag.versions import live_settings
 from serving import chat
 from serving.identity import Principal, acl_filter, require

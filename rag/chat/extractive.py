@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rag.lang import detect_lang
+from rag.lexical.tokens import sentence_terms
 from rag.types import ChatRequest, Delta, ScoredChunk, Usage
 
 if TYPE_CHECKING:
@@ -37,35 +38,6 @@ DUPLICATE_JACCARD = 0.7
 BIGRAM_WEIGHT = 0.5
 
 
-def _wordset(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-_STOPWORDS_EN = _wordset(
-    """
-    a an the and or but if then else of to in on at by for with from into onto about as is are was
-    were be been being am do does did done have has had having it its this that these those there
-    here what which who whom whose when where why how can could should would may might must shall
-    will not no nor so than too very just also any all some each every i me my we our you your he
-    she him her they them their tell please explain describe give show much many
-    """
-)
-_STOPWORDS_KO = _wordset(
-    """
-    이 그 저 것 수 등 및 또는 그리고 하지만 무엇 무엇인가요 무엇입니까 뭐 뭔가요 어떻게 어떤
-    언제 어디 왜 누가 알려줘 알려주세요 있나요 있습니까 인가요 입니까 합니까 되나요 하나요 주세요
-    """
-)
-# Bigrams of Korean verb endings and copulas: present in most sentences, meaningless for matching.
-_STOP_BIGRAMS = _wordset(
-    """
-    니다 습니 합니 입니 됩니 있습 없습 십시 세요 어요 아요 해요 나요 까요 가요 인가 는지 은지
-    하는 하고 하여 해야 하면 되는 되어 에서 으로 이다 있는 없는 했다 한다 된다 이며 에는 에게
-    """
-)
-
-_WORD = re.compile(r"\w+", re.UNICODE)
-_CJK_RUN = re.compile(r"[\uac00-\ud7a3\u3040-\u30ff\u4e00-\u9fff]{2,}")
 _HEADING = re.compile(r"^\s*(#{1,6}\s+|={3,}|-{3,}\s*$)")
 # "header: value; header: value" lines, the form ingestion gives table rows (Markdown, XLSX, CSV).
 _TABLE_ROW = re.compile(r"^[^:;]{1,60}: [^;]*(?:; [^:;]{1,60}: [^;]*)+$")
@@ -73,10 +45,27 @@ _BULLET = re.compile(r"^\s*(?:[-*+•·▪◦‣]|\(?\d{1,3}[.)]|\(?[a-zA-Z가-�
 # A sentence ends at . ! ? or their full-width forms, followed by space, unless the dot closes an
 # abbreviation or an initial; Korean sentences end the same way ("...합니다. 다음...").
 _SENT_END = re.compile(r"(?<=[.!?。！？])[\"')\]’”]*\s+")
-_ABBREVIATIONS = _wordset(
-    """
-    e.g i.e etc vs mr mrs ms dr prof no fig cf approx inc ltd st jr sr
-    """
+_ABBREVIATIONS = frozenset(
+    [
+        "e.g",
+        "i.e",
+        "etc",
+        "vs",
+        "mr",
+        "mrs",
+        "ms",
+        "dr",
+        "prof",
+        "no",
+        "fig",
+        "cf",
+        "approx",
+        "inc",
+        "ltd",
+        "st",
+        "jr",
+        "sr",
+    ]
 )
 
 
@@ -89,34 +78,6 @@ class Sentence:
     position: int
     words: frozenset[str]
     bigrams: frozenset[str]
-
-
-def _stem(word: str) -> str:
-    """Plural folding for ASCII words; enough for 'days' to meet 'day'."""
-    if word.isascii() and len(word) > 3:
-        if word.endswith("ies") and len(word) > 4:
-            return word[:-3] + "y"
-        if word.endswith("s") and not word.endswith(("ss", "us", "is")):
-            return word[:-1]
-    return word
-
-
-def terms(text: str) -> tuple[frozenset[str], frozenset[str]]:
-    """Word tokens (stopwords dropped, plurals folded) and CJK character bigrams of ``text``."""
-    words = set()
-    for raw in _WORD.findall(text.lower()):
-        if raw in _STOPWORDS_EN or raw in _STOPWORDS_KO or (raw.isdigit() and len(raw) == 1):
-            continue
-        if raw.isascii() and len(raw) < 2:
-            continue
-        words.add(_stem(raw))
-    bigrams = set()
-    for run in _CJK_RUN.findall(text):
-        for i in range(len(run) - 1):
-            bg = run[i : i + 2]
-            if bg not in _STOP_BIGRAMS:
-                bigrams.add(bg)
-    return frozenset(words), frozenset(bigrams)
 
 
 def _is_heading(line: str, next_line: str | None) -> bool:
@@ -181,7 +142,7 @@ def candidates(sources: Sequence[ScoredChunk]) -> list[Sentence]:
     out = []
     for n, hit in enumerate(sources, start=1):
         for pos, text in enumerate(split_sentences(hit.chunk.text)):
-            words, bigrams = terms(text)
+            words, bigrams = sentence_terms(text)
             if words or bigrams:
                 out.append(Sentence(text, n, pos, words, bigrams))
     return out
@@ -193,7 +154,7 @@ def _idf(df: int, n: int) -> float:
 
 def select(question: str, sentences: Sequence[Sentence]) -> list[Sentence]:
     """The best 1-3 non-duplicate sentences for the question, best first; empty when none fits."""
-    q_words, q_bigrams = terms(question)
+    q_words, q_bigrams = sentence_terms(question)
     if not sentences or not (q_words or q_bigrams):
         return []
     n = len(sentences)

@@ -16,22 +16,20 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from rag.errors import ConfigError, RagError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from rag.lexical import LexicalIndex
+from rag.lexical.index import LexicalIndex
 from rag.stores import lock
 from rag.stores.common import (
     batched,
     check_embedder,
     from_metadata,
     local_path,
-    matches_nothing,
     not_found,
     to_metadata,
     validate_batch,
-    validate_filter,
     validate_k,
     validate_query,
 )
-from rag.types import Chunk, EmbedderInfo, Filter, ScoredChunk
+from rag.types import Chunk, EmbedderInfo, Filter, ScoredChunk, matches_nothing, validate_filter
 
 if TYPE_CHECKING:
     from rag.config import Settings

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import numpy as np
 
 from rag.errors import CollectionNotFound, EmbedderMismatch, InvalidRequest
-from rag.types import FILTERABLE_FIELDS, Chunk, EmbedderInfo, Filter
+from rag.types import Chunk, EmbedderInfo
 
 if TYPE_CHECKING:
     from rag.registry import BackendURL
@@ -35,54 +35,7 @@ META_FIELDS = (
     "ingested_at",
 )
 
-# ``page`` is the one integer field a filter may name; the others are strings. Pages count from 1;
-# every store keeps them as 64-bit integers (Chroma refuses larger ones, Milvus keeps a missing page as -1).
-_INT_FIELDS = frozenset({"page"})
-PAGE_MIN, PAGE_MAX = 1, 2**63 - 1
-
 MetaValue = str | int | float | list[str]
-
-
-def validate_filter(flt: Filter | None) -> None:
-    """Reject a filter naming a field we do not index, or a value of the wrong type."""
-    if flt is None:
-        return
-    allowed = ", ".join(sorted(FILTERABLE_FIELDS))
-    for key, value in flt.where.items():
-        if key not in FILTERABLE_FIELDS:
-            raise InvalidRequest(
-                f"cannot filter on field '{key}'; filterable fields are: {allowed}", param=f"where.{key}"
-            )
-        want = int if key in _INT_FIELDS else str
-        if isinstance(value, bool) or not isinstance(value, want):
-            raise InvalidRequest(
-                f"filter field '{key}' takes a {want.__name__}, got {type(value).__name__}", param=f"where.{key}"
-            )
-        if isinstance(value, int) and not PAGE_MIN <= value <= PAGE_MAX:
-            raise InvalidRequest(
-                f"filter field '{key}' takes a page number from {PAGE_MIN} to {PAGE_MAX} (2^63 - 1), got {value}",
-                param=f"where.{key}",
-            )
-    if flt.groups is not None and isinstance(flt.groups, str):
-        raise InvalidRequest("filter groups must be a tuple of group names, not a string", param="groups")
-    if flt.sources is not None and isinstance(flt.sources, str):
-        raise InvalidRequest("filter sources must be a tuple of source names, not a string", param="sources")
-
-
-def matches_nothing(flt: Filter | None) -> bool:
-    """True when the filter can match no chunk (an empty ACL or an empty source list)."""
-    return flt is not None and (flt.groups == () or flt.sources == ())
-
-
-def matches(chunk: Chunk, flt: Filter | None) -> bool:
-    """Whether one chunk passes the filter (the in-memory reference semantics)."""
-    if flt is None:
-        return True
-    if flt.groups is not None and not set(flt.groups) & set(chunk.groups):
-        return False
-    if flt.sources is not None and chunk.source not in flt.sources:
-        return False
-    return all(getattr(chunk, key) == value for key, value in flt.where.items())
 
 
 def validate_k(k: int) -> None:

@@ -11,18 +11,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rag.lexical import LexicalIndex
-from rag.stores.common import (
-    check_embedder,
-    matches,
-    matches_nothing,
-    not_found,
-    validate_batch,
-    validate_filter,
-    validate_k,
-    validate_query,
-)
-from rag.types import Chunk, EmbedderInfo, Filter, ScoredChunk
+from rag.lexical.index import LexicalIndex
+from rag.stores.common import check_embedder, not_found, validate_batch, validate_k, validate_query
+from rag.types import Chunk, EmbedderInfo, Filter, ScoredChunk, matches, matches_nothing, validate_filter
 
 if TYPE_CHECKING:
     from rag.config import Settings

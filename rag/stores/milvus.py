@@ -9,7 +9,7 @@ analyzer on the raw query (poor for Korean), and say so in the log: re-ingest to
 
 A ``kiwi`` collection also keeps ``lex_bigram`` (the same text as character bigrams) with its own BM25
 field ``bigram_sparse``: a Korean query searches both and fuses them as the in-process index does
-(``rag.lexical.hangul_fusion``). Older kiwi collections without it search morphemes alone.
+(``rag.lexical.tokens.hangul_fusion``). Older kiwi collections without it search morphemes alone.
 """
 
 from __future__ import annotations
@@ -26,22 +26,22 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import numpy as np
 
 from rag.errors import ConfigError, InvalidRequest, RagError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from rag.lexical import BM25_B, BM25_K1, bigram_tokens, fuse_lexical, hangul_fusion, lexical_text, make_tokenizer
+from rag.lexical.fusion import fuse_lexical
+from rag.lexical.index import BM25_B, BM25_K1
+from rag.lexical.tokens import bigram_tokens, hangul_fusion, lexical_text, make_tokenizer
 from rag.stores import lock
 from rag.stores.common import (
     batched,
     check_embedder,
     from_metadata,
     local_path,
-    matches_nothing,
     not_found,
     to_metadata,
     validate_batch,
-    validate_filter,
     validate_k,
     validate_query,
 )
-from rag.types import Chunk, EmbedderInfo, Filter, ScoredChunk
+from rag.types import Chunk, EmbedderInfo, Filter, ScoredChunk, matches_nothing, validate_filter
 
 if TYPE_CHECKING:
     from rag.config import Settings

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.lexical import BM25_B, BM25_K1, LexicalIndex
+from rag.lexical.index import BM25_B, BM25_K1, LexicalIndex
 from rag.registry import make_store
 from rag.types import EmbedderInfo
 from tests.contract.conftest import make_chunk, settings_for, unit_vectors

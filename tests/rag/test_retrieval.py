@@ -6,7 +6,8 @@ import numpy as np
 
 from rag.config import RetrievalSettings
 from rag.embedders.hashing import HashingEmbedder
-from rag.retrieval import ALL_LANGUAGES, Retriever, embedder_languages, fuse_rrf, route
+from rag.lexical.fusion import fuse as fuse_rrf
+from rag.retrieval import ALL_LANGUAGES, Retriever, embedder_languages, route
 from rag.stores.memory import MemoryStore
 from rag.types import Chunk, ScoredChunk
 

@@ -26,8 +26,7 @@ from starlette.testclient import TestClient
 from rag.config import Settings
 from rag.errors import InvalidRequest, NotFound, RagError
 from rag.registry import make_chat, make_embedder, make_store
-from rag.stores.common import PAGE_MAX
-from rag.types import Chunk, Filter
+from rag.types import PAGE_MAX, Chunk, Filter
 from serving.app import create_app
 from serving.errors import error_response
 from serving.wire import MAX_INT32, MAX_INT64, MIN_INT64

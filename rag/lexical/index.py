@@ -1,30 +1,8 @@
-r"""Lexical (BM25) search: tokenisers that work for Korean and English, and a bm25s index beside a store.
+"""The BM25 index for stores without a native one (memory, Chroma): bm25s over the chunks, persisted to one file.
 
-Tokenisers (``RAG_RETRIEVAL__TOKENIZER``):
-
-``word``    lower-cased letters/digits runs, English stopwords dropped, plurals folded.
-``bigram``  ``word`` for non-CJK text; Hangul/CJK runs become overlapping character bigrams, so
-            ``휴가는`` still meets ``휴가를`` without a dictionary.
-``kiwi``    ``word`` for non-CJK text; Korean through the kiwipiepy morphological analyser (content
-            morphemes only: nouns, verb/adjective stems, roots, foreign words, numbers), plus each
-            compound of adjacent nouns written together (``지방은행`` gives ``지방``, ``은행`` and
-            ``지방은행``, so the compound outranks text that has its parts apart). The default: best on
-            the Korean set (README "Benchmarks"), same as ``word`` on English. A text without Hangul is
-            tokenised as ``bigram`` (Chinese and Japanese runs become bigrams), so the analyser (about
-            2 s and 300 MB to load) is only loaded once Korean text is seen.
-
-Korean queries with ``kiwi`` (:func:`hangul_fusion`): the morpheme ranking is fused by reciprocal rank
-with a character-bigram ranking of the same chunks, because each finds what the other misses (an OCR
-split or a wrong analysis loses a morpheme but keeps most bigrams). Stores run both and fuse them in
-:func:`fuse_lexical`; queries without Hangul get the single ranking.
-
-Every token is a run of ``[^\W_]`` characters, so a store whose analyzer splits on non-word
-characters (Milvus's ``standard``) reproduces the tokens exactly from a space-joined string.
-
-:class:`LexicalIndex` is the BM25 index for stores without a native one (memory, Chroma). It holds
-each chunk with its tokens, is updated by the store's upsert/delete, is rebuilt lazily on the first
-search after a change, filters with the same semantics as the in-memory store *before* ranking
-(an ACL never cuts a top-k afterwards), and persists to one JSON file written atomically.
+It holds each chunk with its tokens, is updated by the store's upsert/delete, is rebuilt lazily on the first
+search after a change, filters with the same semantics as the in-memory store *before* ranking (an ACL never
+cuts a top-k afterwards), and persists to one JSON file written atomically.
 """
 
 from __future__ import annotations
@@ -32,172 +10,28 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import tempfile
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, replace
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rag.errors import ConfigError, MissingExtra
-from rag.stores.common import matches, matches_nothing
-from rag.types import Chunk, Filter, ScoredChunk
+from rag.lexical.fusion import fuse_lexical
+from rag.lexical.tokens import bigram_tokens, hangul_fusion, lexical_text, make_tokenizer
+from rag.types import Chunk, Filter, ScoredChunk, matches, matches_nothing
 
 log = logging.getLogger(__name__)
 
-Tokenizer = Callable[[str], list[str]]
-TOKENIZERS = ("word", "bigram", "kiwi")
 # BM25 parameters used by every backend (bm25s, Milvus index params). b chosen on the benchmark's dev half
-# of every set (README "Retrieval"): 0.6 over 0.4 lifts Korean and HotpotQA, costs XQuAD/MuSiQue little.
+# of every set (docs/benchmarks/retrieval.md): 0.6 over 0.4 lifts Korean and HotpotQA, costs XQuAD/MuSiQue little.
 BM25_K1 = 0.9
 BM25_B = 0.6
-# Reciprocal-rank constant of the morpheme + bigram fusion for Korean queries (flat between 2 and 60).
-LEXICAL_RRF_K = 5
 _FORMAT = 3  # 2: kiwi leaves text without Hangul to the bigram tokeniser; 3: kiwi adds noun compounds
 # Filter masks kept per index (one per distinct caller ACL / filter, oldest dropped first).
 _MASK_CACHE = 64
-
-_WORD = re.compile(r"[^\W_]+", re.UNICODE)
-_CJK = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f\u3040-\u30ff\u4e00-\u9fff]+")
-_HANGUL = re.compile(r"[\uac00-\ud7a3\u1100-\u11ff\u3130-\u318f]")
-
-
-def _wordset(text: str) -> frozenset[str]:
-    return frozenset(text.split())
-
-
-_STOPWORDS = _wordset(
-    """
-    a an the and or but if then else of to in on at by for with from into onto about as is are was were be
-    been being am do does did done have has had having it its this that these those there here what which
-    who whom whose when where why how can could should would may might must shall will not no nor so than
-    too very just also any all some each every i me my we our you your he she him her they them their
-    """
-)
-# Content morphemes kept from kiwi: nouns, pronoun-free; verb/adjective stems; roots; foreign; numbers; hanja.
-_KIWI_TAGS = frozenset({"NNG", "NNP", "NNB", "NR", "VV", "VA", "XR", "SL", "SN", "SH", "MAG"})
-# Morphemes that join into a compound token when written together (nouns, roots, numbers, foreign words).
-_KIWI_COMPOUND = frozenset({"NNG", "NNP", "NNB", "NR", "XR", "SL", "SN", "SH"})
-
-
-def _is_cjk(c: str) -> bool:
-    return bool(_CJK.match(c))
-
-
-def _fold(word: str) -> str:
-    """Plural folding for ASCII words ('days' meets 'day'); other scripts unchanged."""
-    if word.isascii() and len(word) > 3:
-        if word.endswith("ies") and len(word) > 4:
-            return word[:-3] + "y"
-        if word.endswith("s") and not word.endswith(("ss", "us", "is")):
-            return word[:-1]
-    return word
-
-
-def _words(text: str) -> list[str]:
-    """Word tokens of non-CJK text."""
-    return [_fold(w) for w in _WORD.findall(text.lower()) if w not in _STOPWORDS]
-
-
-def word_tokens(text: str) -> list[str]:
-    """``word``: letters/digits runs of any script, lower-cased, stopwords dropped."""
-    return _words(text)
-
-
-def bigram_tokens(text: str) -> list[str]:
-    """``bigram``: words outside CJK, overlapping character bigrams inside CJK runs (a lone character stays)."""
-    out: list[str] = []
-    for word in _WORD.findall(text.lower()):
-        pos = 0
-        for m in _CJK.finditer(word):
-            out.extend(_words(word[pos : m.start()]))
-            run = m.group()
-            out.extend([run] if len(run) == 1 else [run[i : i + 2] for i in range(len(run) - 1)])
-            pos = m.end()
-        out.extend(_words(word[pos:]))
-    return out
-
-
-@lru_cache(maxsize=1)
-def _kiwi() -> Any:
-    try:
-        from kiwipiepy import Kiwi
-    except ModuleNotFoundError as e:  # pragma: no cover - a core dependency
-        raise MissingExtra("kiwipiepy", "core") from e
-    return Kiwi()
-
-
-_KIWI_LOCK = threading.Lock()
-
-
-def kiwi_tokens(text: str) -> list[str]:
-    """``kiwi``: Korean content morphemes from kiwipiepy; text without Hangul as ``bigram``."""
-    if not _HANGUL.search(text):
-        return bigram_tokens(text)
-    with _KIWI_LOCK:
-        morphs = _kiwi().tokenize(text)
-    out: list[str] = []
-    run: list[Any] = []  # adjacent compound-forming morphemes with no gap between them
-
-    def compound() -> None:
-        joined = "".join(_WORD.findall("".join(m.form for m in run).lower()))  # "1,000억원" -> "1000억원"
-        if len(run) > 1 and joined:
-            out.append(joined)
-        run.clear()
-
-    for m in morphs:
-        if m.tag in _KIWI_TAGS:
-            out.extend(_words(m.form) if m.tag == "SL" else _WORD.findall(m.form.lower()))
-        if m.tag in _KIWI_COMPOUND:
-            if run and run[-1].start + run[-1].len != m.start:
-                compound()
-            run.append(m)
-        else:
-            compound()
-    compound()
-    return out
-
-
-def hangul_fusion(tokenizer: str, query: str) -> bool:
-    """Whether a query's BM25 ranking is fused from morphemes and character bigrams (``kiwi``, Hangul query)."""
-    return tokenizer == "kiwi" and bool(_HANGUL.search(query))
-
-
-def fuse_lexical(rankings: Sequence[Sequence[ScoredChunk]], k: int) -> list[ScoredChunk]:
-    """Equal-weight reciprocal rank fusion of lexical rankings, top ``k``; score = sum of 1 / (K + rank)."""
-    total: dict[str, float] = {}
-    first: dict[str, ScoredChunk] = {}
-    for ranking in rankings:
-        for rank, hit in enumerate(ranking, 1):
-            total[hit.chunk.id] = total.get(hit.chunk.id, 0.0) + 1.0 / (LEXICAL_RRF_K + rank)
-            first.setdefault(hit.chunk.id, hit)
-    order = sorted(total, key=lambda i: -total[i])[:k]
-    return [ScoredChunk(first[i].chunk, total[i]) for i in order]
-
-
-def make_tokenizer(name: str) -> Tokenizer:
-    """The tokeniser called ``name``; an unknown name fails listing the known ones."""
-    table: dict[str, Tokenizer] = {"word": word_tokens, "bigram": bigram_tokens, "kiwi": kiwi_tokens}
-    if name not in table:
-        raise ConfigError(f"unknown lexical tokenizer {name!r}; known: {', '.join(TOKENIZERS)}")
-    return table[name]
-
-
-def lexical_text(chunk: Chunk) -> str:
-    """What the lexical index reads of a chunk: title, section and text."""
-    return "\n".join(p for p in (chunk.title, chunk.section, chunk.text) if p)
-
-
-def coverage(query_tokens: Sequence[str], text_tokens: Iterable[str]) -> float:
-    """Share of the query's distinct tokens that occur in a text (0 for an empty query)."""
-    wanted = set(query_tokens)
-    if not wanted:
-        return 0.0
-    return len(wanted & set(text_tokens)) / len(wanted)
 
 
 class LexicalIndex:
