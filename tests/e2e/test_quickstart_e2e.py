@@ -23,6 +23,8 @@ from tests.procs import free_port
 REPO = Path(__file__).resolve().parents[2]
 RAG = str(Path(sys.executable).with_name("rag"))
 DOCS = REPO / "examples" / "docs"
+# Two real ingests with the bundled model and two service processes: minutes on a small machine.
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module", params=["chroma", "milvus+lite"])
