@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 
 from eval.runner import parse_variant
-from rag.config import IngestSettings, RetrievalSettings
-from rag.rerank import HttpReranker, make_reranker
+from rag.config import IngestSettings, RetrievalSettings, Settings
+from rag.registry import make_reranker
+from rag.rerank import HttpReranker
 from tests.deploy.conftest import DEPLOY_PYTHON, ROOT, clean_env, needs_deploy_venv, run
 from tests.deploy.manifests import EXPERIMENT, WORKFLOW_TEMPLATE, load
 from tests.fakes._serve import ServerThread
@@ -133,7 +134,7 @@ def test_the_trial_setting_parses_as_an_eval_retrieval_target_and_rerank_switche
         target = container["command"][container["command"].index("-t") + 1]
         assert parse_variant(target)["k"] == 10
         env = expand(container["env"])
-        reranker = make_reranker(env["RAG_RETRIEVAL__RERANK_URL"])
+        reranker = make_reranker(Settings(retrieval={"rerank_url": env["RAG_RETRIEVAL__RERANK_URL"]}))
         assert reranker is None if expect is None else isinstance(reranker, expect)
         assert env["RAG_RETRIEVAL__K"] == "10" and env["RAG_STORE__URL"] == "memory://"
 
