@@ -100,6 +100,9 @@ def worker(
     async def go() -> None:
         embedder, store = make_embedder(settings), make_store(settings)
         try:
+            # Open once before the loop: a store another process holds, or one that cannot be reached, ends
+            # the command at once with its message (each sync opens it again and reports its own outage).
+            await store.open(embedder.info, create=True)
             await run_worker(
                 settings, store, embedder, source, interval_s=interval, watch=watch, host=host, port=port, shard=part
             )

@@ -74,9 +74,21 @@ _PUBLIC_5XX = {
 }
 
 
-def public_message(status: int, request_id: str | None) -> str:
+# Failures common enough to say more about, still without internals (the holder's pid and command are logged).
+_PUBLIC_BY_CODE = {
+    "store_locked": "the vector store is in use by another process (an embedded store serves one process at a "
+    "time; use a store server to ingest while serving); try again later",
+}
+
+
+def public_reason(status: int, code: str | None = None) -> str:
+    """What a caller may be told of a failure on our side: its kind, never paths, addresses or SDK messages."""
+    return _PUBLIC_BY_CODE.get(code or "", _PUBLIC_5XX.get(status, "internal server error"))
+
+
+def public_message(status: int, request_id: str | None, code: str | None = None) -> str:
     """The message of a 5xx body: what kind of failure, and the request id to find its log line by."""
-    text = _PUBLIC_5XX.get(status, "internal server error")
+    text = public_reason(status, code)
     return text + (f" (request id {request_id}; the service log has the details)" if request_id else "")
 
 
@@ -88,7 +100,8 @@ def translate(exc: BaseException, request_id: str | None = None) -> tuple[int, d
             headers["Retry-After"] = str(max(1, round(exc.retry_after_s)))
         if exc.status >= 500:
             log.error("request %s failed (%d %s): %s", request_id or "-", exc.status, exc.code, exc.message)
-            return exc.status, envelope(public_message(exc.status, request_id), exc.type, None, exc.code), headers
+            message = public_message(exc.status, request_id, exc.code)
+            return exc.status, envelope(message, exc.type, None, exc.code), headers
         return exc.status, envelope(exc.message, exc.type, exc.param, exc.code), headers
     if isinstance(exc, RequestValidationError):
         message, param = describe_validation(exc.errors())

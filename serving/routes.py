@@ -22,6 +22,7 @@ from rag.pipeline import Pipeline
 from rag.types import FILTERABLE_FIELDS, PUBLIC_GROUP, Filter, ScoredChunk, validate_filter
 from rag.versions import live_settings
 from serving import chat
+from serving.errors import public_reason
 from serving.identity import Principal, acl_filter, require
 from serving.metrics import Metrics
 from serving.profiles import pick
@@ -288,7 +289,10 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", tags=["ops"], responses={503: {"description": "not ready, with reasons"}})
 async def readyz(pipeline: PipelineDep) -> JSONResponse:
-    """Ready when the store answers a real query (vector and lexical) and the chat backend is healthy."""
+    """Ready when the store answers a real query (vector and lexical) and the chat backend is healthy.
+
+    The reasons say what kind of failure (like every 5xx body, no paths or addresses); the log has the detail.
+    """
     reasons: list[str] = []
 
     async def probe_store() -> None:
@@ -303,14 +307,17 @@ async def readyz(pipeline: PipelineDep) -> JSONResponse:
         await pipeline.ensure_open()
         await asyncio.wait_for(probe_store(), timeout=5.0)
     except RagError as e:
-        reasons.append(f"store: {e.message}")
+        log.warning("not ready: the store failed a query (%s %s): %s", e.status, e.code, e.message)
+        reasons.append(f"store: {public_reason(e.status, e.code)}")
     except TimeoutError:
         reasons.append("store: no answer within 5 s")
     try:
         if not await asyncio.wait_for(pipeline.chat.health(), timeout=5.0):
-            reasons.append(f"chat backend {pipeline.chat.name} is not healthy")
+            log.warning("not ready: chat backend %s failed its health check", pipeline.chat.name)
+            reasons.append("chat backend: not healthy")
     except (RagError, TimeoutError) as e:
-        reasons.append(f"chat backend {pipeline.chat.name}: {getattr(e, 'message', None) or 'health check timed out'}")
+        log.warning("not ready: chat backend %s: %s", pipeline.chat.name, getattr(e, "message", None) or "timed out")
+        reasons.append("chat backend: health check failed or timed out")
     if reasons:
         return JSONResponse({"status": "not ready", "reasons": reasons}, status_code=503)
     return JSONResponse({"status": "ready"})

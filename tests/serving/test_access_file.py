@@ -192,7 +192,7 @@ def test_a_real_server_does_not_start_with_an_emptied_access_file(serve: str, tm
     env = _server_env(tmp_path, "memory://", "extractive://", "hash://", {"RAG_AUTH__ACCESS_FILE": str(access)})
     port = str(free_port())
     if serve == "rag serve":
-        cmd = [sys.executable, "-m", "ui.cli", "serve", "--host", "127.0.0.1", "--port", port]
+        cmd = [sys.executable, "-m", "onprem_rag", "serve", "--host", "127.0.0.1", "--port", port]
     else:
         cmd = [sys.executable, "-m", "uvicorn", "--factory", "serving.app:create_app", "--port", port]
     done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=120)

@@ -73,7 +73,7 @@ def rag(env: dict[str, str], *args: str) -> dict[str, Any]:
     report = Path(env["RAG_DATA_DIR"]).parent / "report.json"
     report.unlink(missing_ok=True)
     wants_report = args[0] == "ingest"
-    cmd = [sys.executable, "-m", "ui.cli", *args, *(["--report", str(report)] if wants_report else [])]
+    cmd = [sys.executable, "-m", "onprem_rag", *args, *(["--report", str(report)] if wants_report else [])]
     done = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"{cmd}:\n{done.stdout}\n{done.stderr}"
     return json.loads(report.read_text()) if wants_report else {}

@@ -29,7 +29,7 @@ LIMITS = {"RAG_SERVER__MAX_HEADER_KB": "8", "RAG_SERVER__MAX_HEADERS": "20"}
 HUGE = 64 * 1024 * 1024
 SECRET = "webui-shared-secret-for-tests-0123456789"
 
-RAG_SERVE = [sys.executable, "-m", "ui.cli", "serve", "--host", "127.0.0.1", "--port", "{port}"]
+RAG_SERVE = [sys.executable, "-m", "onprem_rag", "serve", "--host", "127.0.0.1", "--port", "{port}"]
 UVICORN = [sys.executable, "-m", "uvicorn", "--factory", "serving.app:create_app", "--host", "127.0.0.1"]
 UVICORN += ["--port", "{port}", "--log-level", "warning"]
 UVICORN_BOUNDED = [*UVICORN, "--http", "serving.protocol:HeaderLimitedProtocol"]
