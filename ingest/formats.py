@@ -298,6 +298,9 @@ def parse_docx(data: bytes) -> Parsed:
         raise ParseError(f"unreadable DOCX: {type(e).__name__}: {e}") from e
     title = (document.core_properties.title or "").strip()
     acc = _Sections()
+    # python-docx resolves a paragraph's style by scanning every style of the document, per paragraph
+    # (milliseconds each: a 10 MB document.xml took minutes); names by style id are looked up once.
+    style_names: dict[str | None, str] = {}
     for block in document.iter_inner_content():
         if isinstance(block, Table):
             for row in block.rows:
@@ -311,7 +314,10 @@ def parse_docx(data: bytes) -> Parsed:
             acc.add("")
             continue
         text = _SPACES.sub(" ", block.text).strip()
-        style = (block.style.name if block.style is not None else "") or ""
+        style_id = block._element.style
+        style = style_names.get(style_id)
+        if style is None:
+            style = style_names[style_id] = (block.style.name if block.style is not None else "") or ""
         level = _docx_heading_level(style)
         if level == 0 and text:
             title = title or text
