@@ -32,7 +32,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
-from ingest.formats import PACKAGES, Parsed, ParseError, parser_for
+from ingest.formats import PACKAGES, Parsed, ParseError, check_package, parser_for
 
 if TYPE_CHECKING:
     from rag.config import IngestSettings
@@ -62,11 +62,11 @@ _Reply = tuple[str, Any, list[tuple[str, int, str]], bool]
 class ParseLimits:
     """How much one document may cost to parse; see ``IngestSettings`` for each field."""
 
-    max_unpacked_mb: float = 256.0
-    max_zip_ratio: float = 100.0
-    max_text_mb: float = 20.0
-    parse_timeout_s: float = 300.0
-    parse_memory_mb: float = 1024.0
+    max_unpacked_mb: float
+    max_zip_ratio: float
+    max_text_mb: float
+    parse_timeout_s: float
+    parse_memory_mb: float
 
     @classmethod
     def from_settings(cls, cfg: IngestSettings) -> ParseLimits:
@@ -96,8 +96,6 @@ def parse_bounded(name: str, data: bytes, limits: ParseLimits) -> Parsed:
         raise ParseError(f"unsupported file type: {name}")
     suffix = PurePosixPath(name).suffix.lower()
     if suffix in PACKAGES:
-        from ingest.formats import check_package
-
         check_package(data, max_unpacked_mb=limits.max_unpacked_mb, max_zip_ratio=limits.max_zip_ratio)
     with _pdf_limits(limits) if suffix == ".pdf" else contextlib.nullcontext():
         parsed = parser(data)
@@ -188,6 +186,9 @@ class Parser:
             code = await proc.wait()
             self._proc = None
             raise ParseError(_death(code, self._limits)) from e
+        except asyncio.CancelledError:  # a request half sent or a reply half read: the stream is unusable
+            await self._kill()
+            raise
         for logger, level, message in logs:
             logging.getLogger(logger).log(level, "%s: %s", name, message)
         if retire:
