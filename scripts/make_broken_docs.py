@@ -152,9 +152,21 @@ def _docx_with(replace: dict[str, tuple[bytes, int, int, int]]) -> bytes:
 
 
 def bomb_docx(member_mb: int) -> bytes:
-    """A good DOCX plus a member of ``member_mb`` MiB of zeros (about 1 KiB per MiB in the file)."""
+    """A good DOCX whose document refers to an image part of ``member_mb`` MiB of zeros (about 1 KiB per MiB in
+    the file), so a library opening the package reads the part."""
     raw, crc, size = _deflated([(bytes(MiB), member_mb)])
-    return _docx_with({"word/media/image1.bin": (raw, crc, size, size)})
+    members = _docx_members()
+    rels = members["word/_rels/document.xml.rels"].replace(
+        b"</Relationships>",
+        b'<Relationship Id="rIdBomb" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+        b'image" Target="media/image1.png"/></Relationships>',
+    )
+    types = members["[Content_Types].xml"]
+    if b'Extension="png"' not in types:
+        types = types.replace(b"</Types>", b'<Default Extension="png" ContentType="image/png"/></Types>')
+    replace = {name: (*_deflated([(data, 1)])[:2], len(data), len(data))
+               for name, data in (("word/_rels/document.xml.rels", rels), ("[Content_Types].xml", types))}  # fmt: skip
+    return _docx_with(replace | {"word/media/image1.png": (raw, crc, size, size)})
 
 
 def xml_docx(xml_mb: int, *, varied: bool = False) -> bytes:
@@ -256,7 +268,7 @@ def make(root: Path, large_mb: float = 0.6) -> dict[str, dict[str, str]]:
     put("junk.pptx", _junk_zip(), "failed", "unreadable PPTX")
     put("junk.xlsx", b"PK\x03\x04 not a zip at all", "failed", "unreadable XLSX")
     # Hostile packages and streams (each under 0.5 MiB on disk): refused before, or while, the library inflates them.
-    put("bomb.docx", bomb_docx(200), "failed", r"image1\.bin inflates \d+:1 .*max_zip_ratio")
+    put("bomb.docx", bomb_docx(200), "failed", r"image1\.png inflates \d+:1 .*max_zip_ratio")
     put("huge-xml.docx", xml_docx(100), "failed", r"document\.xml inflates \d+:1 .*max_zip_ratio")
     put("lying-header.docx", lying_docx(64), "failed", r"document\.xml: .*more than the 1000 bytes its header declares")
     put("bomb.pdf", stream_pdf(300), "failed", r"PDF stream above a parsing limit \(max_unpacked_mb")
