@@ -232,9 +232,12 @@ def parent_main(args: argparse.Namespace) -> None:
             files[f"text:{size:g}"] = folder
         if "hostile" in kinds:
             broken = _builders()
-            for name, data, file in (("bomb", broken.bomb_docx(2048), "bomb.docx"),
-                                     ("xml", broken.xml_docx(200), "huge-xml.docx"),
-                                     ("text", prose(args.data, 50_000_000), "dump.txt")):  # fmt: skip
+            for name, make, file in (("bomb", lambda: broken.bomb_docx(2048), "bomb.docx"),
+                                     ("xml", lambda: broken.xml_docx(200), "huge-xml.docx"),
+                                     ("text", lambda: prose(args.data, 50_000_000), "dump.txt")):  # fmt: skip
+                if name not in args.hostile.split(","):
+                    continue
+                data = make()
                 folder = work / f"hostile-{name}"
                 folder.mkdir()
                 (folder / file).write_bytes(data)
@@ -243,7 +246,7 @@ def parent_main(args: argparse.Namespace) -> None:
         plan: list[tuple[str, str, float]] = []
         for kind in kinds:
             if kind == "hostile":
-                plan += [(kind, name, 50.0) for name in HOSTILE]
+                plan += [(kind, name, 50.0) for name in args.hostile.split(",")]
             else:
                 plan += [(kind, f"{size:g}", size) for size in sizes]
         for kind, case, size in plan:
@@ -328,6 +331,7 @@ def main() -> None:
     parser.add_argument("--kinds", default="chunk,ingest,hostile", help="chunk, ingest, hostile")
     parser.add_argument("--sizes", default="1,5,10,50", help="MiB of text for chunk and ingest")
     parser.add_argument("--embed", default="hash://?dim=384", help="embedder URL of the ingest runs")
+    parser.add_argument("--hostile", default=",".join(HOSTILE), help="hostile files: bomb, xml, text")
     parser.add_argument("--max-rss-mb", type=float, default=4000, help="stop a run whose processes hold more")
     parser.add_argument("--timeout-s", type=float, default=900, help="stop a run that takes longer")
     parser.add_argument("--render", type=Path, help="only write the markdown of a saved result JSON")
