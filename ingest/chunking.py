@@ -1,13 +1,21 @@
-"""Structure-aware chunking: each section (or page) is split on its own, sized in embedder tokens."""
+"""Structure-aware chunking: each section (or page) is split on its own, sized in embedder tokens.
+
+The splitting is LangChain's recursive character splitter (paragraphs, lines, sentences, clauses, words,
+characters; pieces merged up to the size with an overlap), done here as a stream: each piece's tokens are
+counted once, in batched tokenizer calls, and no text longer than a piece of a chunk is ever tokenized as a
+whole, so time and memory are linear in the text (a 10 MB section no longer builds a token list of the
+whole section, which cost 150 MB per MB of text, nor re-tokenizes each piece four or five times). For any
+text whose pieces hold fewer than ``_CHARS_PER_TOKEN`` characters per token the chunks are exactly
+LangChain's.
+"""
 
 from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
-
-from langchain_text_splitters import RecursiveCharacterTextSplitter
 
 from ingest.formats import PARSER_VERSION
 from ingest.loaders import Document
@@ -30,10 +38,59 @@ _APPROX_TOKEN = re.compile(
 # [CLS] and [SEP] (or their equivalents) take two places of the model's input.
 SPECIAL_TOKENS = 2
 
+# A text longer than this many characters per token of the chunk size is taken to exceed the size without
+# being counted (a word piece covers at most about 100 characters: WordPiece makes a longer word one [UNK]).
+_CHARS_PER_TOKEN = 100
+# Characters per batched tokenizer call (bounds the token lists alive at once).
+_BATCH_CHARS = 64 * 1024
+
 
 def approx_tokens(text: str) -> int:
     """Token estimate used when no tokenizer is available."""
     return len(_APPROX_TOKEN.findall(text))
+
+
+class _Merge:
+    """LangChain's ``_merge_splits``, one split at a time.
+
+    Splits are joined up to ``size`` tokens; the last ``overlap`` tokens' worth of splits is carried into
+    the next chunk (separators are kept in the splits, so they are joined with nothing between).
+    """
+
+    def __init__(self, size: int, overlap: int) -> None:
+        self._size, self._overlap = size, overlap
+        self._current: deque[tuple[str, int]] = deque()
+        self._total = 0
+
+    def add(self, split: str, tokens: int) -> Iterator[str]:
+        """Take one split; yields a chunk when this split does not fit beside the current ones."""
+        if self._total + tokens > self._size and self._current:
+            chunk = "".join(s for s, _ in self._current).strip()
+            if chunk:
+                yield chunk
+            while self._total > self._overlap or (self._total + tokens > self._size and self._total > 0):
+                self._total -= self._current.popleft()[1]
+        self._current.append((split, tokens))
+        self._total += tokens
+
+    def finish(self) -> Iterator[str]:
+        """The last chunk of a run of splits."""
+        chunk = "".join(s for s, _ in self._current).strip()
+        if chunk:
+            yield chunk
+
+
+def _pieces(text: str, separator: str) -> Iterator[str]:
+    """``text`` cut after each ``separator`` (kept at the end of its piece); characters for ""."""
+    if not separator:
+        yield from text
+        return
+    start = 0
+    while (at := text.find(separator, start)) != -1:
+        yield text[start : at + len(separator)]
+        start = at + len(separator)
+    if start < len(text):
+        yield text[start:]
 
 
 class Chunker:
@@ -60,7 +117,7 @@ class Chunker:
         self._tokenizer = tokenizer if callable(tokenizer) else None
         self.size = size
         self.overlap = overlap
-        self._splitter = self._splitter_for(size)
+        self._cap = _CHARS_PER_TOKEN * size
 
     @property
     def recipe(self) -> str:
@@ -69,10 +126,13 @@ class Chunker:
         return f"recursive:v1:{self.size}:{self.overlap}:{counter}:{PARSER_VERSION}"
 
     def lengths(self, texts: list[str]) -> list[int]:
-        """Token counts of several texts (one batched tokenizer call when the embedder has a tokenizer)."""
-        if self._tokenizer is not None and texts:
-            return [len(ids) for ids in self._tokenizer(texts, add_special_tokens=False)["input_ids"]]
-        return [self.length(t) for t in texts]
+        """Token counts of several texts (batched tokenizer calls when the embedder has a tokenizer)."""
+        if self._tokenizer is None or not texts:
+            return [self.length(t) for t in texts]
+        out: list[int] = []
+        for batch in _batches(texts):
+            out.extend(len(ids) for ids in self._tokenizer(batch, add_special_tokens=False)["input_ids"])
+        return out
 
     def input_lengths(self, texts: list[str]) -> list[int]:
         """Tokens the model reads of each chunk text: what an embedding batch is padded to.
@@ -83,34 +143,69 @@ class Chunker:
 
     def split(self, text: str) -> list[str]:
         """Split one section's text into non-empty pieces within the size limit."""
+        return list(self.iter_split(text))
+
+    def iter_split(self, text: str) -> Iterator[str]:
+        """``split``, as the pieces are made."""
         text = text.strip()
-        if self.length(text) <= self.size:
-            # What the splitter would return for text that fits (one piece), without its per-piece token counts.
-            return [text] if text else []
+        if len(text) <= self._cap and self.length(text) <= self.size:
+            if text:
+                yield text
+            return
         head, sep, body = text.partition("\n\n")
-        head_len = self.length(head) if sep else self.size
+        head_len = self.length(head) if sep and len(head) <= self._cap else self.size
+        pieces: Iterable[str]
         if sep and body.strip() and head_len <= self.size // 4:
             # A heading (or short lead paragraph) would become a chunk of its own; keep it with the
             # first piece of its body instead, which is then split a little smaller to make room.
-            splitter = self._splitter_for(self.size - head_len - 1)
-            pieces = splitter.split_text(body)
-            pieces[0] = f"{head}\n\n{pieces[0]}"
+            size = self.size - head_len - 1
+            rest = self._split(body, SEPARATORS, size, min(self.overlap, size // 2))
+            pieces = (f"{head}\n\n{p}" if i == 0 else p for i, p in enumerate(rest))
         else:
-            pieces = self._splitter.split_text(text)
-        out: list[str] = []
-        for piece in pieces:
-            out.extend(self._enforce(piece.strip()))
-        return [p for p in out if p.strip()]
+            pieces = self._split(text, SEPARATORS, self.size, self.overlap)
+        for batch in _batches(p.strip() for p in pieces):
+            for piece, n in zip(batch, self.lengths(batch), strict=True):
+                if n <= self.size:
+                    if piece:
+                        yield piece
+                else:
+                    yield from (p for p in self._enforce(piece) if p.strip())
 
-    def _splitter_for(self, size: int) -> RecursiveCharacterTextSplitter:
-        return RecursiveCharacterTextSplitter(
-            separators=SEPARATORS,
-            keep_separator="end",
-            chunk_size=size,
-            chunk_overlap=min(self.overlap, size // 2),
-            length_function=self.length,
-            strip_whitespace=True,
-        )
+    def _split(self, text: str, separators: list[str], size: int, overlap: int) -> Iterator[str]:
+        """LangChain's ``RecursiveCharacterTextSplitter._split_text``, streamed.
+
+        The first separator found in the text cuts it; runs of pieces under the size are merged, larger
+        pieces are split by the separators after it.
+        """
+        separator, rest = "", []
+        for i, candidate in enumerate(separators):
+            if not candidate:
+                break
+            if candidate in text:
+                separator, rest = candidate, separators[i + 1 :]
+                break
+        merge = _Merge(size, overlap)
+        single: dict[str, int] = {}  # token counts of characters (the "" separator), by character
+        for batch in _batches(_pieces(text, separator)):
+            for piece, n in zip(batch, self._capped_lengths(batch, single), strict=True):
+                if n < size:
+                    yield from merge.add(piece, n)
+                    continue
+                yield from merge.finish()
+                merge = _Merge(size, overlap)
+                if rest:
+                    yield from self._split(piece, rest, size, overlap)
+                else:
+                    yield piece
+        yield from merge.finish()
+
+    def _capped_lengths(self, texts: list[str], single: dict[str, int]) -> list[int]:
+        """Token counts; texts over the character cap are not counted (they exceed any size)."""
+        chars = {t for t in texts if len(t) == 1 and t not in single}
+        counted = [t for t in texts if 1 < len(t) <= self._cap]
+        single.update(zip(chars, self.lengths(list(chars)), strict=True))
+        fresh = iter(self.lengths(counted))
+        return [self._cap if len(t) > self._cap else single[t] if len(t) == 1 else next(fresh) for t in texts]
 
     def _enforce(self, text: str) -> list[str]:
         # Token counts of pieces do not add up exactly to the count of their concatenation, so a
@@ -127,7 +222,7 @@ class Chunker:
         """All chunks of a document, with deterministic ids and every field filled."""
         out: list[Chunk] = []
         for section in doc.sections:
-            for text in self.split(section.text):
+            for text in self.iter_split(section.text):
                 index = len(out)
                 text_hash = content_hash(text)
                 out.append(
@@ -148,3 +243,17 @@ class Chunker:
                     )
                 )
         return out
+
+
+def _batches(texts: Iterable[str]) -> Iterator[list[str]]:
+    """Consecutive groups of texts of about ``_BATCH_CHARS`` characters (a longer text alone)."""
+    batch: list[str] = []
+    chars = 0
+    for text in texts:
+        if batch and chars + len(text) > _BATCH_CHARS:
+            yield batch
+            batch, chars = [], 0
+        batch.append(text)
+        chars += len(text)
+    if batch:
+        yield batch

@@ -20,7 +20,7 @@ from urllib.parse import unquote_to_bytes, urlsplit
 
 from ingest.acl import ACL_FILE, ACLError, groups_for
 from ingest.files import FileId, Reader, display_name, file_kind
-from ingest.formats import ParseError, Section, parser_for
+from ingest.formats import Parsed, ParseError, Section, parser_for
 from ingest.source import Item, matches
 from rag.config import IngestSettings
 from rag.errors import InvalidRequest
@@ -283,16 +283,17 @@ class FolderLoader:
         return replace(item, groups=tuple(sorted(shared)))
 
 
-def parse(item: Item, data: bytes) -> Document:
-    """Parse fetched bytes into a Document.
+def parse(item: Item, data: bytes, parsed: Parsed | None = None) -> Document:
+    """Parse fetched bytes into a Document; ``parsed`` is the parser's output when it ran elsewhere (the sandbox).
 
     Raises:
         ParseError: unsupported, damaged, binary or undecodable content.
     """
-    parser = parser_for(item.name)
-    if parser is None:
-        raise ParseError(f"unsupported file type: {item.name}")
-    parsed = parser(data)
+    if parsed is None:
+        parser = parser_for(item.name)
+        if parser is None:
+            raise ParseError(f"unsupported file type: {item.name}")
+        parsed = parser(data)
     if not any(s.text.strip() for s in parsed.sections):
         raise ParseError("empty file (0 bytes)" if not data else "no text found in the document")
     stem = Path(item.name).stem

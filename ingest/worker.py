@@ -15,8 +15,9 @@ from typing import Any
 import numpy as np
 
 from ingest.chunking import Chunker
-from ingest.formats import ParseError
-from ingest.loaders import parse
+from ingest.formats import Parsed, ParseError
+from ingest.loaders import Document, parse
+from ingest.sandbox import ParseLimits, Parser, in_process, parse_bounded
 from ingest.source import BatchFetcher, Item, Loader, make_loader
 from ingest.sync import DocState, SyncState, state_path
 from rag.config import EmbedSettings, Settings
@@ -321,6 +322,7 @@ async def ingest_source(
     tally = _Tally()
     interrupted = False
     writer: _Writer | None = None
+    parser = Parser(ParseLimits.from_settings(cfg))
 
     def note(status: str, src: str) -> None:
         if progress is not None:
@@ -352,7 +354,7 @@ async def ingest_source(
             if not item.error and item.uri not in ahead:
                 ahead.update(await _read_ahead(loader, items, position))
             data = ahead.pop(item.uri, None)
-            await _ingest_item(item, data, chunker, recipe, ingested_at, state, store, writer, tally, note)
+            await _ingest_item(item, data, parser, chunker, recipe, ingested_at, state, store, writer, tally, note)
         await writer.flush()
         for doc in [] if interrupted else state.under(loader.root):
             if doc.source not in seen and not any(doc.source.startswith(u) for u in unlisted):
@@ -364,6 +366,7 @@ async def ingest_source(
     finally:
         if writer is not None:
             await writer.close()
+        await parser.close()
         state.close()
     report = IngestReport(
         source=loader.root,
@@ -415,6 +418,7 @@ async def _read_ahead(loader: Loader, items: list[Item], start: int) -> dict[str
 async def _ingest_item(
     item: Item,
     data: bytes | OSError | None,
+    parser: Parser,
     chunker: Chunker,
     recipe: str,
     ingested_at: float,
@@ -457,8 +461,10 @@ async def _ingest_item(
             note("regrouped", item.uri)
             return
     try:
-        doc = await asyncio.to_thread(parse, item, data)
-        chunks = await asyncio.to_thread(chunker.chunks, doc, ingested_at=ingested_at)
+        # Small text files are parsed here, in the same thread hop as their chunking (see ingest.sandbox);
+        # everything else goes to the parser process, within its time and memory limits.
+        parsed = None if in_process(item.name, len(data)) else await parser.parse(item.name, data)
+        doc, chunks = await asyncio.to_thread(_parse_chunk, item, data, parsed, parser.limits, chunker, ingested_at)
     except ParseError as e:
         await fail(str(e))
         return
@@ -479,6 +485,14 @@ async def _ingest_item(
         remaining=len(chunks),
     )
     await writer.add(job, chunks)
+
+
+def _parse_chunk(
+    item: Item, data: bytes, parsed: Parsed | None, limits: ParseLimits, chunker: Chunker, ingested_at: float
+) -> tuple[Document, list[Chunk]]:
+    """The document (parsed here when ``parsed`` is None) and its chunks."""
+    doc = parse(item, data, parse_bounded(item.name, data, limits) if parsed is None else parsed)
+    return doc, chunker.chunks(doc, ingested_at=ingested_at)
 
 
 async def _settle(prev: DocState, store: VectorStore, state: SyncState) -> None:

@@ -134,6 +134,24 @@ class IngestSettings(BaseModel):
     chunk_size: int = Field(300, ge=32, le=8192, description="Target chunk size, tokens of the embedder.")
     chunk_overlap: int = Field(40, ge=0, le=2048, description="Overlap between chunks, tokens.")
     max_file_mb: float = Field(50.0, gt=0, description="Files larger than this are refused, MiB.")
+    max_unpacked_mb: float = Field(
+        256.0,
+        gt=0,
+        description="Most bytes an Office package (DOCX/PPTX/XLSX) may unpack to, all members together, and a "
+        "PDF stream may inflate to, MiB; checked before the parser reads it.",
+    )
+    max_zip_ratio: float = Field(
+        100.0,
+        gt=1,
+        description="Highest compression ratio of an Office package member over 1 MiB (zip-bomb check).",
+    )
+    max_text_mb: float = Field(20.0, gt=0, description="Most text one document may yield (UTF-8), MiB.")
+    parse_timeout_s: float = Field(
+        300.0, gt=0, description="Longest one document may take to parse; the parser process is then stopped, seconds."
+    )
+    parse_memory_mb: float = Field(
+        1024.0, ge=64, description="Data memory cap of the parser process (RLIMIT_DATA), MiB."
+    )
     default_groups: list[str] = Field(
         default_factory=lambda: ["public"], description="ACL groups of documents no rule labels."
     )

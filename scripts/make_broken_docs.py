@@ -8,6 +8,9 @@ the corpus folder) mapping each file's relative path to what ingestion must repo
 
 Usage: python scripts/make_broken_docs.py DIR [--large-mb 0.6]
 
+Its builders of hostile files (``bomb_docx``, ``xml_docx``, ``lying_docx``, ``stream_pdf``) also serve the
+parse-limit tests and ``benchmarks/parse_limits.py`` at sizes of their own.
+
 About unreadable files: a chmod-000 file is unreadable only for a non-root user; root bypasses
 permission bits. Its outcome is therefore "failed" with "Permission denied" for a non-root
 ingest and "ok" for root (the manifest records both). A named pipe (FIFO) is refused as "not a
@@ -20,7 +23,9 @@ import argparse
 import io
 import json
 import os
+import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 GOOD_TEXT = "Backups run nightly at 02:00 and are kept for thirty days. " * 12
@@ -82,6 +87,149 @@ def _xlsx() -> bytes:
     return buf.getvalue()
 
 
+MiB = 1024 * 1024
+_DOCX_PARAGRAPH = b"<w:p><w:r><w:t>Backups run nightly at 02:00 and are kept for thirty days.</w:t></w:r></w:p>"
+
+
+def _deflated(parts: list[tuple[bytes, int]]) -> tuple[bytes, int, int]:
+    """Raw deflate data, CRC-32 and size of the parts, each repeated its count of times.
+
+    Cheap at any size: after a full flush the compressor's output for a part depends on that part alone,
+    so each part is compressed once and its output repeated.
+    """
+    compressor = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+    out: list[bytes] = []
+    crc = size = 0
+    for part, count in parts:
+        out.append((compressor.compress(part) + compressor.flush(zlib.Z_FULL_FLUSH)) * count)
+        for _ in range(count):
+            crc = zlib.crc32(part, crc)
+        size += len(part) * count
+    out.append(compressor.flush())
+    return b"".join(out), crc, size
+
+
+def _zip(members: list[tuple[str, bytes, int, int]]) -> bytes:
+    """A zip of raw deflate members (name, data, CRC, declared size), written by hand so that a member can
+    be huge without being compressed for real, or declare less than it holds."""
+    body = io.BytesIO()
+    central = []
+    for name, data, crc, declared in members:
+        offset, encoded = body.tell(), name.encode()
+        # version 2.0, no flags, deflate, 1980-01-01 00:00
+        body.write(struct.pack("<IHHHHHIIIHH", 0x04034B50, 20, 0, 8, 0, 0x21, crc, len(data), declared,
+                               len(encoded), 0) + encoded + data)  # fmt: skip
+        central.append(struct.pack("<IHHHHHHIIIHHHHHII", 0x02014B50, 20, 20, 0, 8, 0, 0x21, crc, len(data),
+                                   declared, len(encoded), 0, 0, 0, 0, 0, offset) + encoded)  # fmt: skip
+    directory, start = b"".join(central), body.tell()
+    body.write(directory + struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(members), len(members), len(directory),
+                                       start, 0))  # fmt: skip
+    return body.getvalue()
+
+
+def _docx_members() -> dict[str, bytes]:
+    import docx
+
+    document = docx.Document()
+    document.add_paragraph(GOOD_TEXT)
+    buf = io.BytesIO()
+    document.save(buf)
+    with zipfile.ZipFile(buf) as z:
+        return {name: z.read(name) for name in z.namelist()}
+
+
+def _docx_with(replace: dict[str, tuple[bytes, int, int, int]]) -> bytes:
+    """A real DOCX whose members named in ``replace`` are (raw deflate, CRC, size, declared size) instead."""
+    members = []
+    for name, data in _docx_members().items():
+        if name in replace:
+            raw, crc, _, declared = replace.pop(name)
+        else:
+            raw, crc, declared = *_deflated([(data, 1)])[:2], len(data)
+        members.append((name, raw, crc, declared))
+    members += [(name, raw, crc, declared) for name, (raw, crc, _, declared) in replace.items()]
+    return _zip(members)
+
+
+def bomb_docx(member_mb: int) -> bytes:
+    """A good DOCX whose document refers to an image part of ``member_mb`` MiB of zeros (about 1 KiB per MiB in
+    the file), so a library opening the package reads the part."""
+    raw, crc, size = _deflated([(bytes(MiB), member_mb)])
+    members = _docx_members()
+    rels = members["word/_rels/document.xml.rels"].replace(
+        b"</Relationships>",
+        b'<Relationship Id="rIdBomb" Type="http://schemas.openxmlformats.org/officeDocument/2006/relationships/'
+        b'image" Target="media/image1.png"/></Relationships>',
+    )
+    types = members["[Content_Types].xml"]
+    if b'Extension="png"' not in types:
+        types = types.replace(b"</Types>", b'<Default Extension="png" ContentType="image/png"/></Types>')
+    replace = {name: (*_deflated([(data, 1)])[:2], len(data), len(data))
+               for name, data in (("word/_rels/document.xml.rels", rels), ("[Content_Types].xml", types))}  # fmt: skip
+    return _docx_with(replace | {"word/media/image1.png": (raw, crc, size, size)})
+
+
+def xml_docx(xml_mb: int, *, varied: bool = False) -> bytes:
+    """A DOCX whose document.xml holds ``xml_mb`` MiB of paragraphs: repeated (about 300:1 in the file), or
+    numbered with varied words (``varied``: about 10:1, so under a compression-ratio check)."""
+    members = _docx_members()
+    xml = members["word/document.xml"]
+    at = xml.index(b"<w:body>") + len(b"<w:body>")
+    if varied:
+        words = [w.encode() for w in GOOD_TEXT.split()]
+        paragraphs, i, total = [], 0, 0
+        while total < xml_mb * MiB:
+            text = b" ".join(words[(i * 7 + k * 3) % len(words)] for k in range(12)) + b" %d" % i
+            paragraphs.append(b"<w:p><w:r><w:t>" + text + b"</w:t></w:r></w:p>")
+            total += len(paragraphs[-1])
+            i += 1
+        raw, crc, size = _deflated([(xml[:at] + b"".join(paragraphs) + xml[at:], 1)])
+    else:
+        block = _DOCX_PARAGRAPH * (MiB // len(_DOCX_PARAGRAPH))  # just under 1 MiB of whole paragraphs
+        raw, crc, size = _deflated([(xml[:at], 1), (block, xml_mb), (xml[at:], 1)])
+    return _docx_with({"word/document.xml": (raw, crc, size, size)})
+
+
+def lying_docx(real_mb: int) -> bytes:
+    """A DOCX whose document.xml declares 1000 bytes (with their CRC) while its data inflates to ``real_mb`` MiB."""
+    members = _docx_members()
+    xml = members["word/document.xml"]
+    at = xml.index(b"<w:body>") + len(b"<w:body>")
+    raw, _, size = _deflated([(xml[:at], 1), (_DOCX_PARAGRAPH * 1000, real_mb * MiB // (len(_DOCX_PARAGRAPH) * 1000))])
+    head = (xml[:at] + _DOCX_PARAGRAPH * 100)[:1000]
+    return _docx_with({"word/document.xml": (raw, zlib.crc32(head), size, 1000)})
+
+
+def stream_pdf(filler_mb: float, text: str = "Backups run nightly") -> bytes:
+    """A one-page PDF whose content stream shows ``text`` and then holds ``filler_mb`` MiB of spaces:
+    a stream that inflates about 1000:1, and that pypdf's content parser needs seconds per MiB to read."""
+    count, head, filler = int(filler_mb * 4), f"BT /F1 12 Tf 10 10 Td ({text}) Tj ET\n".encode(), b" " * (MiB // 4)
+    raw = _deflated([(head, 1), (filler, count)])[0]
+    adler = zlib.adler32(head)
+    for _ in range(count):
+        adler = zlib.adler32(filler, adler)
+    stream = b"\x78\xda" + raw + struct.pack(">I", adler)  # zlib framing around the raw deflate data
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 200 200] /Resources << /Font << /F1 4 0 R >> >> "
+        b"/Contents 5 0 R >>",
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+        b"<< /Length %d /Filter /FlateDecode >>\nstream\n" % len(stream) + stream + b"\nendstream",
+    ]
+    out = io.BytesIO()
+    out.write(b"%PDF-1.4\n")
+    offsets = []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(out.tell())
+        out.write(b"%d 0 obj\n" % number + body + b"\nendobj\n")
+    xref = out.tell()
+    out.write(b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1))
+    out.write(b"".join(b"%010d 00000 n \n" % o for o in offsets))
+    out.write(b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref))
+    return out.getvalue()
+
+
 def make(root: Path, large_mb: float = 0.6) -> dict[str, dict[str, str]]:
     """Write the corpus into ``root`` (created); returns the manifest."""
     root.mkdir(parents=True, exist_ok=True)
@@ -119,6 +267,11 @@ def make(root: Path, large_mb: float = 0.6) -> dict[str, dict[str, str]]:
     put("junk.docx", _junk_zip(), "failed", "unreadable DOCX")
     put("junk.pptx", _junk_zip(), "failed", "unreadable PPTX")
     put("junk.xlsx", b"PK\x03\x04 not a zip at all", "failed", "unreadable XLSX")
+    # Hostile packages and streams (each under 0.5 MiB on disk): refused before, or while, the library inflates them.
+    put("bomb.docx", bomb_docx(200), "failed", r"image1\.png inflates \d+:1 .*max_zip_ratio")
+    put("huge-xml.docx", xml_docx(100), "failed", r"document\.xml inflates \d+:1 .*max_zip_ratio")
+    put("lying-header.docx", lying_docx(64), "failed", r"document\.xml: .*more than the 1000 bytes its header declares")
+    put("bomb.pdf", stream_pdf(300), "failed", r"PDF stream above a parsing limit \(max_unpacked_mb")
     # Awkward but good: these must be ingested.
     put("space name 한국어 📄.md", f"# 이름이 이상한 문서\n\n{GOOD_TEXT}\n".encode(), "ok")
     put("new\nline.md", f"# Newline in the name\n\n{GOOD_TEXT}\n".encode(), "ok")

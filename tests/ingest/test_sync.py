@@ -305,9 +305,9 @@ async def test_a_cpu_bound_embedder_embeds_alone_and_embedded_chunks_are_written
 
     parsed: list[str] = []
 
-    def counting_parse(item, data):  # type: ignore[no-untyped-def]
+    def counting_parse(item, data, result=None):  # type: ignore[no-untyped-def]
         parsed.append(item.uri)
-        return parse(item, data)
+        return parse(item, data, result)
 
     parse = ingest.worker.parse
     monkeypatch.setattr(ingest.worker, "parse", counting_parse)
