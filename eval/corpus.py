@@ -1,21 +1,21 @@
-"""Ingest an imported corpus (SQuAD paragraphs, BEIR documents) held in memory, through the ingest chunker.
+"""Ingest an imported corpus (SQuAD paragraphs, BEIR documents) held in memory, as the ingest worker does.
 
 Each document is stored under ``source = doc.id`` so that a case's gold ``sources`` match the retrieved
-chunks' sources exactly. A document's earlier chunks are removed first, so re-ingesting is idempotent.
+chunks' sources exactly. It goes through ``ingest.worker.ingest_documents``: the worker's chunking, embedding
+batches and sync state, so re-ingesting is idempotent and an unchanged document is not embedded again.
 """
 
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable, Iterable
 
 import numpy as np
 
 from eval.dataset import CorpusDoc
-from ingest.chunking import Chunker
 from ingest.formats import Section
 from ingest.loaders import Document
+from ingest.worker import ingest_documents
 from rag.config import Settings
 from rag.ids import content_hash
 from rag.lang import detect_lang
@@ -45,35 +45,16 @@ async def ingest_corpus(
     corpus: Iterable[CorpusDoc],
     progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Chunk, embed and upsert every document (the store is opened, creating the collection); returns chunks."""
-    await store.open(embedder.info, create=True)
-    chunker = Chunker(settings.ingest.chunk_size, settings.ingest.chunk_overlap, embedder)
+    """Ingest the corpus the way the ingest worker does (the store is opened, creating the collection).
+
+    Returns the chunks the collection holds for the corpus's documents, written now or already stored.
+    """
     groups = tuple(settings.ingest.default_groups)
-    batch_size = settings.embed.batch_size
-    started, now = time.monotonic(), time.time()
-    buffer: list[Chunk] = []
-    total = docs = 0
-
-    async def flush() -> None:
-        nonlocal buffer, total
-        if buffer:
-            vectors = await embedder.embed_documents([c.text for c in buffer])
-            await store.upsert(buffer, vectors)
-            total += len(buffer)
-            buffer = []
-
-    for doc in corpus:
-        document = to_document(doc, groups)
-        await store.delete_sources([document.source])
-        buffer.extend(chunker.chunks(document, ingested_at=now))
-        docs += 1
-        if len(buffer) >= batch_size:
-            await flush()
-        if progress is not None:
-            progress(docs)
-    await flush()
-    log.info("ingested %d documents as %d chunks in %.1fs", docs, total, time.monotonic() - started)
-    return total
+    documents = [to_document(doc, groups) for doc in corpus]
+    report = await ingest_documents(settings, store, embedder, documents, progress=progress)
+    log.info("ingested %d documents in %.1fs (%d unchanged)", len(documents), report.seconds, report.unchanged)
+    stored = await store.sources()
+    return sum(stored.get(d.source, 0) for d in documents)
 
 
 async def sample_stored(

@@ -8,7 +8,7 @@ import hashlib
 import logging
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -117,6 +117,22 @@ class _Tally:
     chunks_added: int = 0
     chunks_deleted: int = 0
     chunks_embedded: int = 0
+
+    def report(self, source: str, started: float, *, shard: str = "", interrupted: bool = False) -> IngestReport:
+        """The run's report, timed from ``started`` (``time.monotonic()``)."""
+        return IngestReport(
+            source=source,
+            **self.counts,
+            skipped=tuple(self.skipped),
+            failed=tuple(self.failed),
+            warnings=tuple(self.warnings),
+            chunks_added=self.chunks_added,
+            chunks_deleted=self.chunks_deleted,
+            chunks_embedded=self.chunks_embedded,
+            seconds=time.monotonic() - started,
+            shard=shard,
+            interrupted=interrupted,
+        )
 
 
 @dataclass
@@ -329,9 +345,7 @@ async def ingest_source(
             progress(status, src)
 
     try:
-        if state.count() and await store.count() == 0:
-            log.warning("collection %s is empty but %s lists documents; starting afresh", store.name, state.path)
-            state.reset()
+        await _forget_state_of_an_empty_store(state, store)
         writer = _Writer(store, embedder, state, chunker, settings.embed, tally, note)
         seen: set[str] = set()
         unlisted: list[str] = []  # folders that could not be listed: their stored documents are kept
@@ -368,18 +382,8 @@ async def ingest_source(
             await writer.close()
         await parser.close()
         state.close()
-    report = IngestReport(
-        source=loader.root,
-        **tally.counts,
-        skipped=tuple(tally.skipped),
-        failed=tuple(tally.failed),
-        warnings=tuple(tally.warnings),
-        chunks_added=tally.chunks_added,
-        chunks_deleted=tally.chunks_deleted,
-        chunks_embedded=tally.chunks_embedded,
-        seconds=time.monotonic() - started,
-        shard=f"{shard[0]}/{shard[1]}" if shard else "",
-        interrupted=interrupted,
+    report = tally.report(
+        loader.root, started, shard=f"{shard[0]}/{shard[1]}" if shard else "", interrupted=interrupted
     )
     log.info(
         "ingested %s: %d added, %d updated, %d regrouped, %d deleted, %d unchanged, %d skipped, %d failed in %.1fs",
@@ -387,6 +391,58 @@ async def ingest_source(
         len(report.skipped), len(report.failed), report.seconds,
     )  # fmt: skip
     return report
+
+
+async def ingest_documents(
+    settings: Settings,
+    store: VectorStore,
+    embedder: Embedder,
+    documents: Iterable[Document],
+    *,
+    progress: Callable[[int], None] | None = None,
+) -> IngestReport:
+    """Ingest documents parsed elsewhere (an evaluation's imported corpus) the way ``ingest_source`` does.
+
+    The same chunker, embedding batches, store writes and sync protocol; a document whose hash and recipe
+    are those already stored is skipped. There is no deletion pass (the documents are not a listing).
+    Opens the store (creating the collection); the caller closes it. ``progress`` gets the documents done.
+    """
+    started = time.monotonic()
+    ingested_at = time.time()
+    chunker = Chunker(settings.ingest.chunk_size, settings.ingest.chunk_overlap, embedder)
+    recipe = f"{chunker.recipe}:{embedder.info.id}"
+    await store.open(embedder.info, create=True)
+    state = SyncState(state_path(settings.data_dir, settings.store.url, store.name))
+    tally = _Tally()
+    writer: _Writer | None = None
+    done = 0
+    try:
+        await _forget_state_of_an_empty_store(state, store)
+        writer = _Writer(store, embedder, state, chunker, settings.embed, tally, lambda status, source: None)
+        for doc in documents:
+            prev = state.get(doc.source)
+            doc_recipe = f"{recipe}:acl={','.join(doc.groups)}"
+            if prev is not None and prev.pending is None and (prev.doc_hash, prev.recipe) == (doc.doc_hash, doc_recipe):
+                tally.counts["unchanged"] += 1
+            else:
+                chunks = await asyncio.to_thread(chunker.chunks, doc, ingested_at=ingested_at)
+                await _write(doc.source, doc.doc_hash, doc_recipe, prev, chunks, writer)
+            done += 1
+            if progress is not None:
+                progress(done)
+        await writer.flush()
+    finally:
+        if writer is not None:
+            await writer.close()
+        state.close()
+    return tally.report("", started)
+
+
+async def _forget_state_of_an_empty_store(state: SyncState, store: VectorStore) -> None:
+    """A state listing documents for an empty collection describes nothing real (a memory store, a wiped one)."""
+    if state.count() and await store.count() == 0:
+        log.warning("collection %s is empty but %s lists documents; starting afresh", store.name, state.path)
+        state.reset()
 
 
 async def _read_ahead(loader: Loader, items: list[Item], start: int) -> dict[str, bytes | OSError]:
@@ -473,13 +529,20 @@ async def _ingest_item(
         await fail(f"parser error: {type(e).__name__}: {e}")
         return
     tally.warnings.extend((item.uri, w) for w in doc.warnings)
+    await _write(item.uri, doc_hash, doc_recipe, prev, chunks, writer)
+
+
+async def _write(
+    source: str, doc_hash: str, recipe: str, prev: DocState | None, chunks: list[Chunk], writer: _Writer
+) -> None:
+    """Hand a document's new chunks to the writer; ids it had before and no longer makes are deleted after."""
     new_ids = [c.id for c in chunks]
     old_ids = prev.all_ids() if prev is not None else set()
     job = _Job(
-        source=item.uri,
+        source=source,
         status="updated" if prev is not None and prev.doc_hash else "added",
         doc_hash=doc_hash,
-        recipe=doc_recipe,
+        recipe=recipe,
         new_ids=new_ids,
         stale_ids=sorted(old_ids - set(new_ids)),
         remaining=len(chunks),
