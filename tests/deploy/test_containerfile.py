@@ -220,6 +220,13 @@ def test_build_context_is_an_allow_list_of_exactly_what_the_containerfile_copies
         assert (ROOT / src).exists(), f"COPY {src}: no such path in the repository"
 
 
+def test_every_package_of_the_project_is_copied_into_the_image() -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    packages = {p.rstrip("*") for p in project["tool"]["setuptools"]["packages"]["find"]["include"]}
+    copied = {src.rstrip("/") for src in copy_sources()}
+    assert packages <= copied, f"packages the image would lack: {sorted(packages - copied)}"
+
+
 def test_wheelhouse_folder_is_in_the_repository_but_its_wheels_are_not() -> None:
     folder = ROOT / "wheelhouse"
     assert (folder / "README.md").is_file()
