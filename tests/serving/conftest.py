@@ -203,7 +203,7 @@ def _ingest(env: dict[str, str], docs: Path) -> None:
         raise RuntimeError(f"ingesting {docs} failed ({done.returncode}):\n{done.stdout}\n{done.stderr}")
 
 
-def _wait_ready(server: RagServer, timeout_s: float = 90.0) -> None:
+def _wait_ready(server: RagServer, timeout_s: float = 300.0) -> None:
     deadline = time.monotonic() + timeout_s
     with httpx.Client(timeout=2) as client:
         while time.monotonic() < deadline:
