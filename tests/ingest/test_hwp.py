@@ -80,6 +80,27 @@ def test_outline_headings_become_section_paths(report_files: dict[str, bytes], k
     assert all(s.page is None for s in parsed.sections)  # HWP stores no pages
 
 
+def test_hwp_sections_number_the_section_path_in_a_document_of_several() -> None:
+    from hwpx import HwpxDocument
+
+    doc = HwpxDocument.new()
+    doc.add_heading("연구 개요", level=1)
+    doc.add_paragraph("첫 구역 본문.", inherit_style=False)
+    second = doc.add_section()
+    doc.add_paragraph("둘째 구역 본문.", section=second, inherit_style=False)
+    doc.add_heading("부록", level=1, section=second)
+    doc.add_paragraph("부록 본문.", section=second, inherit_style=False)
+    buf = io.BytesIO()
+    doc.save_to_stream(buf)
+    parsed = parse_hwp(buf.getvalue())
+    # The heading of the first section still heads the start of the second, as in the document.
+    assert [(s.section, s.text.split("\n")[-1]) for s in parsed.sections] == [
+        ("Section 1 > 1. 연구 개요", "첫 구역 본문."),
+        ("Section 2 > 1. 연구 개요", "둘째 구역 본문."),
+        ("Section 2 > 1. 부록", "부록 본문."),
+    ]
+
+
 @pytest.mark.parametrize("kind", ["hwpx", "hwp"])
 def test_table_becomes_a_markdown_table_with_its_header_row(report_files: dict[str, bytes], kind: str) -> None:
     section = parse_hwp(report_files[kind]).sections[1]
