@@ -55,7 +55,7 @@ _HWP5 = b"HWP Document File".ljust(32, b"\0")
 # FileHeader property bits (HWP 5.0 format specification, "FileHeader") that leave the body unreadable.
 _LOCKS = {
     1: "password-protected",
-    2: "distribution document (배포용 문서), its text encrypted for Hangul's viewer",
+    2: "distribution document (배포용 문서)",
     4: "DRM-protected",
     8: "encrypted with a certificate",
     10: "DRM-protected with a certificate",
@@ -71,7 +71,7 @@ _MAX_HEADING_CHARS = 200
 
 
 def _protected(what: str) -> ParseError:
-    return ParseError(f"protected document ({what}): its text cannot be read without Hangul's key; not indexed")
+    return ParseError(f"protected document ({what}): its body is encrypted for Hangul and cannot be read; not indexed")
 
 
 def check_hwp(data: bytes, *, max_unpacked_mb: float, max_zip_ratio: float) -> None:
@@ -230,7 +230,7 @@ def parse_hwp(data: bytes) -> Parsed:
         raise ParseError(f"unreadable HWP: {e}") from e
     meta = tree.get("metadata") or {}
     if meta.get("is_distribution"):
-        raise _protected("distribution document (배포용 문서), flagged in its header")
+        raise _protected("distribution document (배포용 문서), flagged in its document properties")
     parsed = _parsed(tree)
     text = "\n".join(s.text for s in parsed.sections)
     if _PLACEHOLDER.search(text) and len(_PLACEHOLDER.sub("", text)) < 300:
