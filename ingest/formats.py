@@ -592,6 +592,13 @@ def parse_csv(data: bytes) -> Parsed:
     return Parsed(title="", sections=tuple(_rows_as_sections(rows, "")), warnings=warnings)
 
 
+def parse_hwp(data: bytes) -> Parsed:
+    """HWP 5.0 and HWPX: ``ingest.hwp`` (imported on use; it builds on this module)."""
+    from ingest.hwp import parse_hwp as parse
+
+    return parse(data)
+
+
 PARSERS: dict[str, Callable[[bytes], Parsed]] = {
     ".md": parse_markdown,
     ".markdown": parse_markdown,
@@ -606,6 +613,9 @@ PARSERS: dict[str, Callable[[bytes], Parsed]] = {
     ".xlsm": parse_xlsx,
     ".csv": parse_csv,
     ".tsv": parse_csv,
+    ".hwp": parse_hwp,
+    ".hwpx": parse_hwp,
+    ".hml": parse_hwp,  # HWPML: refused with a clear reason rather than skipped as an unknown type
 }
 
 

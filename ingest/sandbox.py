@@ -33,6 +33,7 @@ from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
 from ingest.formats import PACKAGES, Parsed, ParseError, check_package, parser_for
+from ingest.hwp import check_hwp
 
 if TYPE_CHECKING:
     from rag.config import IngestSettings
@@ -97,6 +98,8 @@ def parse_bounded(name: str, data: bytes, limits: ParseLimits) -> Parsed:
     suffix = PurePosixPath(name).suffix.lower()
     if suffix in PACKAGES:
         check_package(data, max_unpacked_mb=limits.max_unpacked_mb, max_zip_ratio=limits.max_zip_ratio)
+    elif suffix in (".hwp", ".hwpx"):
+        check_hwp(data, max_unpacked_mb=limits.max_unpacked_mb, max_zip_ratio=limits.max_zip_ratio)
     with _pdf_limits(limits) if suffix == ".pdf" else contextlib.nullcontext():
         parsed = parser(data)
     size = sum(len(s.text) if s.text.isascii() else len(s.text.encode("utf-8")) for s in parsed.sections)

@@ -26,6 +26,7 @@ import os
 import struct
 import zipfile
 import zlib
+from collections.abc import Callable
 from pathlib import Path
 
 GOOD_TEXT = "Backups run nightly at 02:00 and are kept for thirty days. " * 12
@@ -230,6 +231,120 @@ def stream_pdf(filler_mb: float, text: str = "Backups run nightly") -> bytes:
     return out.getvalue()
 
 
+# --- HWP and HWPX (Hangul word processor) ---------------------------------------------------------------------------
+# Real documents written by python-hwpx (HWPX, and HWP 5 through its HWP 5 writer); the broken ones are these with
+# one part changed. The builders also serve tests/ingest/test_hwp.py.
+
+HWP_TABLE = [["항목", "값", "단위"], ["온도", "25", "°C"], ["압력", "101", "kPa"]]
+
+
+def hwpx_report(table: list[list[str]] | None = None) -> bytes:
+    """An HWPX report: two outline headings (levels 1 and 2), body text, a footnote, a table and a text box."""
+    from hwpx import HwpxDocument
+
+    doc = HwpxDocument.new()
+    doc.add_heading("연구 개요", level=1)
+    doc.add_paragraph("본 보고서는 2026년 백업 정책의 성과를 정리한다.", inherit_style=False)
+    anchor = doc.add_paragraph("백업은 매일 밤 2시에 실행된다.", inherit_style=False)
+    doc.notes.add_footnote("각주: 보관 기간은 30일이다.", paragraph=anchor)
+    doc.add_heading("측정 결과", level=2)
+    rows = table or HWP_TABLE
+    grid = doc.add_table(len(rows), len(rows[0]))
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            grid.set_cell_text(r, c, value)
+    holder = doc.add_paragraph("글상자 앞 문단", inherit_style=False)
+    holder.add_rectangle(width=8000, height=3000).set_draw_text("글상자 안의 메모")
+    doc.add_heading("결론", level=1)
+    doc.add_paragraph("결론 문단이다.", inherit_style=False)
+    buf = io.BytesIO()
+    doc.save_to_stream(buf)
+    return buf.getvalue()
+
+
+def hwp_report() -> bytes:
+    """The same report as HWP 5.0 (python-hwpx's HWP 5 writer)."""
+    import tempfile
+
+    from hwpx import HwpxDocument
+
+    with tempfile.TemporaryDirectory() as tmp:
+        source, target = Path(tmp, "report.hwpx"), Path(tmp, "report.hwp")
+        source.write_bytes(hwpx_report())
+        HwpxDocument.open(source).save_to_path(target)
+        return target.read_bytes()
+
+
+def _hwp_streams(data: bytes) -> list[tuple[str, bytes]]:
+    import olefile
+
+    with olefile.OleFileIO(io.BytesIO(data)) as ole:
+        return [("/".join(path), ole.openstream(path).read()) for path in ole.listdir(streams=True, storages=False)]
+
+
+def hwp_with(data: bytes, replace: dict[str, bytes]) -> bytes:
+    """An HWP 5 file with the named streams replaced (the compound file rebuilt)."""
+    from hwpx.hwp5.cfb import build_compound_file
+
+    return build_compound_file([(name, replace.get(name, body)) for name, body in _hwp_streams(data)])
+
+
+def hwp_flagged(data: bytes, bit: int) -> bytes:
+    """An HWP 5 file with one more FileHeader property bit set (2: distribution document, 1: password)."""
+    header = bytearray(dict(_hwp_streams(data))["FileHeader"])
+    struct.pack_into("<I", header, 36, struct.unpack_from("<I", header, 36)[0] | 1 << bit)
+    return hwp_with(data, {"FileHeader": bytes(header)})
+
+
+def hwpx_encrypted(data: bytes) -> bytes:
+    """An HWPX package whose manifest lists its section as encrypted (ODF encryption-data, as Hangul writes for a
+    password or a distribution document), the section's bytes scrambled."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(data)) as src, zipfile.ZipFile(out, "w") as dst:
+        for info in src.infolist():
+            body = src.read(info)
+            if info.filename == "META-INF/manifest.xml":
+                body = (
+                    b'<?xml version="1.0" encoding="UTF-8"?><odf:manifest xmlns:odf="urn:oasis:names:tc:opendocument:'
+                    b'xmlns:manifest:1.0"><odf:file-entry full-path="Contents/section0.xml" media-type="application/'
+                    b'xml" size="%d"><odf:encryption-data checksum-type="urn:oasis:names:tc:opendocument:xmlns:'
+                    b'manifest:1.0#sha256-1k" checksum="AAAA"><odf:algorithm algorithm-name="http://www.w3.org/2001/'
+                    b'04/xmlenc#aes256-cbc" initialisation-vector="AAAA"/><odf:key-derivation key-derivation-name="'
+                    b'urn:oasis:names:tc:opendocument:xmlns:manifest:1.0#pbkdf2" key-size="32" iteration-count="1024" '
+                    b'salt="AAAA"/></odf:encryption-data></odf:file-entry></odf:manifest>' % len(body)
+                )
+            elif info.filename == "Contents/section0.xml":
+                body = os.urandom(len(body))
+            dst.writestr(info, body)
+    return out.getvalue()
+
+
+def bomb_hwp(section_mb: int) -> bytes:
+    """An HWP 5 file whose body section is ``section_mb`` MiB of zeros deflated (about 1 KiB per MiB in the file)."""
+    return hwp_with(hwp_report(), {"BodyText/Section0": _deflated([(bytes(MiB), section_mb)])[0]})
+
+
+def _put_hwp(put: Callable[[str, bytes, str, str], Path]) -> None:
+    """The HWP and HWPX files of the corpus."""
+    hwp, hwpx = hwp_report(), hwpx_report()
+    put("report.hwp", hwp, "ok", "")
+    put("report.hwpx", hwpx, "ok", "")
+    put("truncated.hwp", hwp[: len(hwp) // 2], "failed", "unreadable HWP")
+    garbled = os.urandom(len(dict(_hwp_streams(hwp))["BodyText/Section0"]))
+    put("garbled-body.hwp", hwp_with(hwp, {"BodyText/Section0": garbled}), "failed",
+        r"damaged HWP stream|unreadable HWP")  # fmt: skip
+    put("truncated.hwpx", hwpx[: len(hwpx) // 2], "failed", "unreadable HWPX")
+    put("not-hwp.hwp", b"HWP? no: plain bytes " * 40, "failed", "not an HWP document")
+    put("distribution.hwp", hwp_flagged(hwp, 2), "failed", r"protected document \(distribution document")
+    put("password.hwp", hwp_flagged(hwp, 1), "failed", r"protected document \(password-protected")
+    put("encrypted.hwpx", hwpx_encrypted(hwpx), "failed", r"protected document \(encrypted HWPX")
+    put("hangul97.hwp", b"HWP Document File V3.00 \x1a\x01\x02\x03\x04\x05" + bytes(2048), "failed",
+        "unsupported format: HWP 3")  # fmt: skip
+    put("old.hml", b'<?xml version="1.0" encoding="UTF-8"?><HWPML Version="2.8"><BODY/></HWPML>', "failed",
+        "unsupported format: HWPML")  # fmt: skip
+    put("bomb.hwp", bomb_hwp(200), "failed", r"HWP stream BodyText/Section0 inflates \d+:1 .*max_zip_ratio")
+
+
 def make(root: Path, large_mb: float = 0.6) -> dict[str, dict[str, str]]:
     """Write the corpus into ``root`` (created); returns the manifest."""
     root.mkdir(parents=True, exist_ok=True)
@@ -301,6 +416,7 @@ def make(root: Path, large_mb: float = 0.6) -> dict[str, dict[str, str]]:
     locked = put("locked.md", f"# Locked\n\n{GOOD_TEXT}\n".encode(), "failed", "Permission denied")
     locked.chmod(0)
     manifest["locked.md"]["root_outcome"] = "ok"
+    _put_hwp(put)
     return manifest
 
 
