@@ -137,13 +137,14 @@ class IngestSettings(BaseModel):
     max_unpacked_mb: float = Field(
         256.0,
         gt=0,
-        description="Most bytes an Office package (DOCX/PPTX/XLSX) may unpack to, all members together, and a "
-        "PDF stream may inflate to, MiB; checked before the parser reads it.",
+        description="Most bytes an Office or HWPX package (DOCX/PPTX/XLSX/HWPX) or the streams of an HWP file may "
+        "unpack to, all together, and a PDF stream may inflate to, MiB; checked before the parser reads it.",
     )
     max_zip_ratio: float = Field(
         100.0,
         gt=1,
-        description="Highest compression ratio of an Office package member over 1 MiB (zip-bomb check).",
+        description="Highest compression ratio of an Office/HWPX package member or HWP stream over 1 MiB "
+        "(zip-bomb check).",
     )
     max_text_mb: float = Field(20.0, gt=0, description="Most text one document may yield (UTF-8), MiB.")
     parse_timeout_s: float = Field(
