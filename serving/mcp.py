@@ -22,7 +22,7 @@ import mcp_types as types
 import numpy as np
 from fastapi import FastAPI
 from mcp.server.lowlevel import Server
-from mcp.server.streamable_http_manager import StreamableHTTPASGIApp, StreamableHTTPSessionManager
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 from mcp.server.transport_security import TransportSecuritySettings
 from mcp.shared.exceptions import MCPError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,7 +32,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from rag.config import Settings
-from rag.errors import Forbidden, InvalidRequest, NotFound, RagError, UpstreamTimeout
+from rag.errors import Forbidden, InvalidRequest, NotFound, RagError, UpstreamTimeout, UpstreamUnavailable
 from rag.pipeline import Pipeline
 from rag.types import Filter, GenParams, Message, ScoredChunk
 from serving import chat
@@ -154,17 +154,22 @@ class McpContext:
         return pick(pipelines, model) if model is not None else next(iter(pipelines.values()))
 
 
-def _message(exc: BaseException) -> str:
-    """The message the HTTP API would send for ``exc`` (5xx without internals, as there)."""
-    _, body, _ = translate(exc)
-    return str(body["error"]["message"])
+def _request_id(ctx: Any) -> str | None:
+    """The HTTP request id (the one in the service log), if this MCP request came over HTTP."""
+    state = getattr(getattr(ctx, "request", None), "state", None)
+    return getattr(state, "request_id", None)
 
 
-def _mcp_error(exc: RagError) -> MCPError:
+def _message(exc: BaseException, ctx: Any) -> tuple[int, str]:
+    """Status and message the HTTP API would send for ``exc`` (a 5xx without internals, logged, as there)."""
+    status, body, _ = translate(exc, _request_id(ctx))
+    return status, str(body["error"]["message"])
+
+
+def _mcp_error(exc: BaseException, ctx: Any) -> MCPError:
+    status, message = _message(exc, ctx)
     code = RESOURCE_NOT_FOUND if isinstance(exc, NotFound) else types.INVALID_PARAMS
-    if exc.status >= 500:
-        code = types.INTERNAL_ERROR
-    return MCPError(code, _message(exc))
+    return MCPError(types.INTERNAL_ERROR if status >= 500 else code, message)
 
 
 def _validated(spec: ToolSpec, arguments: Mapping[str, Any] | None) -> Any:
@@ -290,8 +295,8 @@ def build_server(mc: McpContext) -> Server[Any]:
     async def list_tools(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListToolsResult:
         try:
             caller = mc.caller(ctx, None, limited=False)
-        except RagError as e:
-            raise _mcp_error(e) from e
+        except Exception as e:
+            raise _mcp_error(e, ctx) from e
         return types.ListToolsResult(tools=[s.tool() for s in TOOLS.values() if caller.allows(s.scope)])
 
     async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.CallToolResult:
@@ -304,8 +309,8 @@ def build_server(mc: McpContext) -> Server[Any]:
             text, result = await _RUN[spec.name](mc, args, caller)
         except Exception as e:
             # Tool errors, not protocol errors: the model reads the message and can correct its call.
-            message = _message(e)
-            log.info("MCP tool %s failed: %s", params.name, message)
+            status, message = _message(e, ctx)
+            log.info("MCP tool %s failed (%d): %s", params.name, status, message)
             return types.CallToolResult(content=[types.TextContent(text=message)], is_error=True)
         structured = result.model_dump(mode="json")
         return types.CallToolResult(content=[types.TextContent(text=text)], structured_content=structured)
@@ -313,14 +318,14 @@ def build_server(mc: McpContext) -> Server[Any]:
     async def list_resources(ctx: Any, params: types.PaginatedRequestParams | None) -> types.ListResourcesResult:
         try:
             return await _list_resources(mc, mc.caller(ctx, "search"), params.cursor if params else None)
-        except RagError as e:
-            raise _mcp_error(e) from e
+        except Exception as e:
+            raise _mcp_error(e, ctx) from e
 
     async def read_resource(ctx: Any, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
         try:
             return await _read_resource(mc, mc.caller(ctx, "search"), str(params.uri))
-        except RagError as e:
-            raise _mcp_error(e) from e
+        except Exception as e:
+            raise _mcp_error(e, ctx) from e
 
     return Server(
         "onprem-rag",
@@ -361,41 +366,77 @@ class AuthGate:
         await self.app(scope, receive, send)
 
 
-def mount(app: FastAPI, settings: Settings) -> Callable[[], AbstractAsyncContextManager[None]]:
-    """Serve MCP at ``/mcp`` on ``app``; returns the context manager the app's lifespan must enter.
+class McpHttp:
+    """The ``/mcp`` endpoint: a session manager per app lifespan, run in a task of its own.
 
-    Stateless streamable HTTP with JSON responses: any replica answers any request, no session to pin.
+    The SDK's manager holds an anyio task group, which must be left by the task that entered it; run
+    in its own task, the app's lifespan may be entered and left from different tasks (as tests do).
+    Stateless with JSON responses: any replica answers any request, there is no session to pin.
     """
+
+    def __init__(self, server: Server[Any], settings: Settings) -> None:
+        self.server = server
+        self.security: TransportSecuritySettings | None = None
+        if settings.server.host in LOOPBACK:  # DNS-rebinding protection where only local pages could reach it
+            self.security = TransportSecuritySettings(
+                enable_dns_rebinding_protection=True,
+                allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+                allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+            )
+        self.max_body = settings.server.max_request_kb * 1024
+        self.manager: StreamableHTTPSessionManager | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Hand the request to the running manager."""
+        if self.manager is None:
+            raise UpstreamUnavailable("the MCP endpoint is not running (the service is starting or stopping)")
+        await self.manager.handle_request(scope, receive, send)
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[None]:
+        """Run a fresh session manager for the duration of the block."""
+        manager = StreamableHTTPSessionManager(
+            app=self.server,
+            json_response=True,
+            stateless=True,
+            security_settings=self.security,
+            max_request_body_size=self.max_body,
+        )
+        started, stop = asyncio.Event(), asyncio.Event()
+
+        async def run() -> None:
+            async with manager.run():
+                self.manager = manager
+                started.set()
+                await stop.wait()
+
+        task = asyncio.create_task(run(), name="mcp-session-manager")
+        waiter = asyncio.create_task(started.wait())
+        await asyncio.wait({task, waiter}, return_when=asyncio.FIRST_COMPLETED)
+        waiter.cancel()
+        if task.done():  # it failed to start: raise its error here
+            await task
+        try:
+            yield
+        finally:
+            self.manager = None
+            stop.set()
+            await task
+
+
+def mount(app: FastAPI, settings: Settings) -> Callable[[], AbstractAsyncContextManager[None]]:
+    """Serve MCP at ``/mcp`` on ``app``; returns the context manager the app's lifespan must enter."""
     mc = McpContext(
         pipelines=lambda: app.state.pipelines,
         authenticator=app.state.authenticator,
         settings=settings,
         metrics=app.state.metrics,
     )
-    security = None
-    if settings.server.host in LOOPBACK:  # DNS-rebinding protection where only local pages could reach it
-        security = TransportSecuritySettings(
-            enable_dns_rebinding_protection=True,
-            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
-            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
-        )
-    manager = StreamableHTTPSessionManager(
-        app=build_server(mc),
-        json_response=True,
-        stateless=True,
-        security_settings=security,
-        max_request_body_size=settings.server.max_request_kb * 1024,
-    )
+    endpoint = McpHttp(build_server(mc), settings)
     # A Route, not a Mount: the endpoint is exactly /mcp (a Mount would answer /mcp/ only, after a redirect).
-    gate = AuthGate(StreamableHTTPASGIApp(manager), mc.authenticator)
+    gate = AuthGate(endpoint, mc.authenticator)
     app.router.routes.append(Route(PATH, gate, methods=["GET", "POST", "DELETE"], include_in_schema=False))
-
-    @asynccontextmanager
-    async def running() -> AsyncIterator[None]:
-        async with manager.run():
-            yield
-
-    return running
+    return endpoint.running
 
 
 def stdio_headers(api_key: str | None) -> dict[str, str]:

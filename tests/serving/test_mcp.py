@@ -36,6 +36,7 @@ ACCESS: dict[str, Any] = {
         {"name": "pub-bot", "sha256": hash_key("pub-key")},
         {"name": "embedder", "sha256": hash_key("embed-key"), "scopes": ["embed"]},
         {"name": "searcher", "sha256": hash_key("search-key"), "groups": ["hr"], "scopes": ["search"]},
+        {"name": "slow", "sha256": hash_key("slow-key"), "rate_per_minute": 2},
     ],
     "users": {"by_domain": {"hr.lab.org": ["hr"]}},
 }
@@ -263,6 +264,14 @@ async def test_scopes_apply_as_on_the_http_api(server: RagServer) -> None:
         assert [t.name for t in (await session.list_tools()).tools] == ["search"]
         assert structured(await session.call_tool("search", {"query": "GPU"}))["hits"]
         assert "lacks the 'chat' scope" in error_text(await session.call_tool("ask", {"question": "GPU?"}))
+
+
+async def test_tool_calls_count_against_the_callers_rate_limit(server: RagServer) -> None:
+    async with http_session(server, bearer("slow-key")) as session:
+        for _ in range(2):
+            assert structured(await session.call_tool("search", {"query": "GPU"}))["hits"]
+        refused = error_text(await session.call_tool("search", {"query": "GPU"}))
+    assert "rate limit of 2 requests per minute exceeded for key:slow" in refused
 
 
 @pytest.mark.parametrize(
