@@ -253,6 +253,23 @@ async def test_callers_without_valid_credentials_are_refused_with_401(
     assert message in str(mcp_error(failed.value))
 
 
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [({"Host": "rag.evil.example"}, 421), ({"Origin": "http://rag.evil.example"}, 403)],
+    ids=["host", "origin"],
+)
+def test_a_loopback_service_refuses_requests_from_other_hosts_and_origins(
+    server: RagServer, header: dict[str, str], status: int
+) -> None:
+    init = {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {"protocolVersion": "2025-11-25",
+            "capabilities": {}, "clientInfo": {"name": "t", "version": "0"}}}  # fmt: skip
+    accept = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    ok = httpx.post(f"{server.url}/mcp", json=init, headers=accept | bearer("pub-key"), timeout=30)
+    assert ok.status_code == 200, ok.text
+    refused = httpx.post(f"{server.url}/mcp", json=init, headers=accept | bearer("pub-key") | header, timeout=30)
+    assert refused.status_code == status
+
+
 async def test_scopes_apply_as_on_the_http_api(server: RagServer) -> None:
     async with http_session(server, bearer("embed-key")) as session:
         assert (await session.list_tools()).tools == []
