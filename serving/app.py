@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from rag.chain import build_chain
 from rag.config import Settings, load
 from rag.pipeline import Pipeline
-from serving import errors
+from serving import errors, mcp
 from serving.identity import Authenticator
 from serving.metrics import Metrics, MetricsMiddleware, configure_logging
 from serving.middleware import (
@@ -70,8 +70,9 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
                 pipelines[settings.server.model_name] = pipeline
             app.state.pipeline = pipelines[settings.server.model_name]
             app.state.pipelines = pipelines
-            # The lifespan state reaches the server: serving.protocol reads the head limits from it.
-            yield {LIMITS_KEY: head_limits}
+            async with mcp_running():
+                # The lifespan state reaches the server: serving.protocol reads the head limits from it.
+                yield {LIMITS_KEY: head_limits}
         finally:
             if pipeline is None:
                 for built in pipelines.values():
@@ -90,6 +91,7 @@ def create_app(settings: Settings | None = None, *, pipeline: Pipeline | None = 
     app.state.authenticator = authenticator
     app.state.started_at = int(time.time())
     app.include_router(router)
+    mcp_running = mcp.mount(app, settings)
     _mount_ui(app)
     # Added last = outermost: the request id is set before anything else can fail.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.server.max_request_kb * 1024)

@@ -62,6 +62,31 @@ def serve(
     )
 
 
+@serving_app.command("mcp")
+def mcp_stdio(
+    ctx: typer.Context,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="RAG_MCP_API_KEY",
+            show_envvar=True,
+            help="Act as the caller this access-file key names (its groups and scopes); without one, "
+            "as an anonymous caller (the public group), refused where auth.required is set.",
+        ),
+    ] = None,
+) -> None:
+    """Serve MCP (tools search and ask, documents as resources) over stdin/stdout, for a local MCP client.
+
+    Example (an MCP client's server entry): {"command": "rag", "args": ["mcp"], "env": {"RAG_MCP_API_KEY": "..."}}
+    """
+    import asyncio
+
+    from serving.mcp import run_stdio
+
+    settings = (ctx.obj or Overrides()).load()
+    asyncio.run(run_stdio(settings, api_key))
+
+
 @keys_app.command("new")
 def keys_new(
     name: Annotated[str, typer.Argument(help="Who or what the key is for (shown in logs as key:NAME).")],
