@@ -43,7 +43,8 @@ import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from ingest.formats import SECTION_SEP, Parsed, ParseError, Section, check_package
+from ingest.packages import check_package
+from ingest.parsed import SECTION_SEP, Parsed, ParseError, Section
 
 log = logging.getLogger(__name__)
 

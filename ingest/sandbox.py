@@ -32,8 +32,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
-from ingest.formats import PACKAGES, Parsed, ParseError, check_package, parser_for
+from ingest.formats import parser_for
 from ingest.hwp import check_hwp
+from ingest.packages import PACKAGES, check_package
+from ingest.parsed import Parsed, ParseError
 
 if TYPE_CHECKING:
     from rag.config import IngestSettings
