@@ -18,8 +18,6 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
-import yaml
-
 from rag.lang import hangul_ratio
 
 log = logging.getLogger(__name__)
@@ -28,7 +26,6 @@ SECTION_SEP = " > "
 
 # Control characters other than tab/newline/carriage return/form feed mark binary content.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
@@ -183,62 +180,22 @@ class _Sections:
 
 # Part of every document's recipe in the sync state: bump it when a parser's output changes, so the next
 # sync re-parses documents whose bytes did not change. v2: Markdown tables become "header: value" rows.
-PARSER_VERSION = "parsers:v2"
-
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
-
-
-def _pipe_cells(line: str) -> list[str]:
-    """Cells of one Markdown table row (outer pipes optional, an escaped pipe kept inside a cell)."""
-    body = line.strip().removeprefix("|").removesuffix("|")
-    return [c.replace("\\|", "|").strip() for c in re.split(r"(?<!\\)\|", body)]
+# v3: Markdown rendered from its tokens (HTML, MDX statements and emphasis dropped, admonitions labelled).
+PARSER_VERSION = "parsers:v3"
 
 
 def parse_markdown(data: bytes) -> Parsed:
-    """Markdown: sections by ATX/setext headings (code fences respected), title from front matter or H1."""
-    from markdown_it import MarkdownIt
+    """Markdown: sections by heading path (code fences respected), title from front matter or H1."""
+    from ingest.markdown import parse_markdown as parse
 
-    text, warnings = decode_text_noted(data)
-    title = ""
-    match = _FRONT_MATTER.match(text)
-    if match:
-        try:
-            meta = yaml.safe_load(match.group(1))
-        except yaml.YAMLError:
-            meta = None
-        if isinstance(meta, dict) and isinstance(meta.get("title"), str):
-            title = meta["title"].strip()
-        text = text[match.end() :]
-    lines = text.split("\n")
-    tokens = MarkdownIt("commonmark").enable("table").parse(text)
-    headings: dict[int, tuple[int, int, str]] = {}  # first line -> (level, end line, text)
-    tables: dict[int, int] = {}  # first line -> end line
-    for i, tok in enumerate(tokens):
-        if tok.type == "heading_open" and tok.map:
-            heading_text = tokens[i + 1].content.strip() if i + 1 < len(tokens) else ""
-            headings[tok.map[0]] = (int(tok.tag[1]), tok.map[1], heading_text)
-        elif tok.type == "table_open" and tok.map:
-            tables[tok.map[0]] = tok.map[1]
-    acc = _Sections()
-    n = 0
-    while n < len(lines):
-        if n in headings:
-            level, end, heading_text = headings[n]
-            if level == 1 and not title:
-                title = heading_text
-            acc.heading(level, heading_text, f"{'#' * level} {heading_text}")
-            n = end
-            continue
-        if n in tables:
-            rows = [_pipe_cells(line) for line in lines[n : tables[n]] if not _TABLE_RULE.match(line)]
-            for row_line in _row_lines(rows):
-                acc.add(row_line)
-            n = tables[n]
-            continue
-        acc.add(lines[n].rstrip())
-        n += 1
-    acc.flush()
-    return Parsed(title=title, sections=tuple(acc.out), warnings=warnings)
+    return parse(data)
+
+
+def parse_mdx(data: bytes) -> Parsed:
+    """MDX (Docusaurus): Markdown without its ``import``/``export`` lines and JSX tags."""
+    from ingest.markdown import parse_markdown as parse
+
+    return parse(data, mdx=True)
 
 
 def parse_text(data: bytes) -> Parsed:
@@ -595,6 +552,7 @@ def parse_csv(data: bytes) -> Parsed:
 PARSERS: dict[str, Callable[[bytes], Parsed]] = {
     ".md": parse_markdown,
     ".markdown": parse_markdown,
+    ".mdx": parse_mdx,
     ".txt": parse_text,
     ".text": parse_text,
     ".pdf": parse_pdf,
