@@ -222,7 +222,7 @@ class Chunker:
 
     def _fenced(self, lines: list[str], blocks: list[tuple[int, int, bool]]) -> Iterator[str]:
         """Text with code fences: prose and fenced blocks split apart, then packed in order up to the size."""
-        units = self._units(lines, blocks)
+        units = (u for u in self._units(lines, blocks) if has_word(u))
         current: list[str] = []
         total = 0
         for batch in _batches(units):
