@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any
 
+from ingest.sections import Section
+from ingest.sections import Sections as _Sections
+from ingest.sections import row_lines as _row_lines
 from rag.lang import hangul_ratio
 
 log = logging.getLogger(__name__)
-
-SECTION_SEP = " > "
 
 # Control characters other than tab/newline/carriage return/form feed mark binary content.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
@@ -32,15 +33,6 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 
 class ParseError(Exception):
     """A file could not be turned into text; the message says why."""
-
-
-@dataclass(frozen=True)
-class Section:
-    """A run of text under one heading path (or on one page)."""
-
-    text: str
-    section: str = ""
-    page: int | None = None
 
 
 @dataclass(frozen=True)
@@ -151,33 +143,6 @@ def _clean(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
-class _Sections:
-    """Collects lines under a heading stack; drops sections that hold only their heading."""
-
-    def __init__(self) -> None:
-        self.stack: list[tuple[int, str]] = []
-        self.heading_line = ""
-        self.body: list[str] = []
-        self.out: list[Section] = []
-
-    def heading(self, level: int, text: str, line: str) -> None:
-        self.flush()
-        while self.stack and self.stack[-1][0] >= level:
-            self.stack.pop()
-        self.stack.append((level, text))
-        self.heading_line = line
-
-    def add(self, line: str) -> None:
-        self.body.append(line)
-
-    def flush(self) -> None:
-        body = "\n".join(self.body).strip()
-        if body:
-            text = f"{self.heading_line}\n\n{body}" if self.heading_line else body
-            self.out.append(Section(text=text, section=SECTION_SEP.join(t for _, t in self.stack)))
-        self.heading_line, self.body = "", []
-
-
 # Part of every document's recipe in the sync state: bump it when a parser's output changes, so the next
 # sync re-parses documents whose bytes did not change. v2: Markdown tables become "header: value" rows.
 # v3: Markdown rendered from its tokens (HTML, MDX statements and emphasis dropped, admonitions labelled).
@@ -186,16 +151,20 @@ PARSER_VERSION = "parsers:v3"
 
 def parse_markdown(data: bytes) -> Parsed:
     """Markdown: sections by heading path (code fences respected), title from front matter or H1."""
-    from ingest.markdown import parse_markdown as parse
+    from ingest.markdown import render
 
-    return parse(data)
+    text, warnings = decode_text_noted(data)
+    title, sections = render(text)
+    return Parsed(title=title, sections=sections, warnings=warnings)
 
 
 def parse_mdx(data: bytes) -> Parsed:
     """MDX (Docusaurus): Markdown without its ``import``/``export`` lines and JSX tags."""
-    from ingest.markdown import parse_markdown as parse
+    from ingest.markdown import render
 
-    return parse(data, mdx=True)
+    text, warnings = decode_text_noted(data)
+    title, sections = render(text, mdx=True)
+    return Parsed(title=title, sections=sections, warnings=warnings)
 
 
 def parse_text(data: bytes) -> Parsed:
@@ -485,22 +454,6 @@ def _pptx_shape_lines(shape: Any) -> list[str]:
 
 # Rows per section of a sheet or CSV: each section repeats the header, so every chunk reads on its own.
 _ROWS_PER_SECTION = 50
-
-
-def _row_lines(rows: list[list[str]]) -> list[str]:
-    """Table rows as ``header: value; ...`` lines, the first non-empty row being the header.
-
-    Each row then reads on its own wherever a chunk boundary falls.
-    """
-    rows = [r for r in rows if any(c.strip() for c in r)]
-    if not rows:
-        return []
-    header = [h.strip() or f"column {i + 1}" for i, h in enumerate(rows[0])]
-    lines = []
-    for row in rows[1:]:
-        cells = [f"{header[i] if i < len(header) else f'column {i + 1}'}: {v.strip()}" for i, v in enumerate(row)]
-        lines.append("; ".join(c for c in cells if not c.endswith(": ")))
-    return lines or [" | ".join(header)]  # a header-only table is still text
 
 
 def _rows_as_sections(rows: list[list[str]], section: str) -> list[Section]:

@@ -25,7 +25,7 @@ from mdit_py_plugins.admon import admon_plugin
 from mdit_py_plugins.container import container_plugin
 from mdit_py_plugins.front_matter import front_matter_plugin
 
-from ingest.formats import Parsed, _row_lines, _Sections, decode_text_noted
+from ingest.sections import Section, Sections, row_lines
 
 log = logging.getLogger(__name__)
 
@@ -54,13 +54,12 @@ def _parser(mdx: bool) -> MarkdownIt:
     return md
 
 
-def parse_markdown(data: bytes, *, mdx: bool = False) -> Parsed:
-    """Markdown (or MDX with ``mdx``): sections by heading path, title from front matter or the first H1."""
-    text, warnings = decode_text_noted(data)
+def render(text: str, *, mdx: bool = False) -> tuple[str, tuple[Section, ...]]:
+    """Markdown (or MDX with ``mdx``) as its title (front matter, else the first H1) and sections."""
     title, text = _toml_front_matter(text)
     renderer = _Renderer(mdx=mdx, title=title)
     renderer.render(_parser(mdx).parse(text))
-    return Parsed(title=renderer.title, sections=tuple(renderer.acc.out), warnings=warnings)
+    return renderer.title, tuple(renderer.acc.out)
 
 
 def _toml_front_matter(text: str) -> tuple[str, str]:
@@ -145,7 +144,7 @@ class _Renderer:
     def __init__(self, *, mdx: bool, title: str) -> None:
         self.mdx = mdx
         self.title = title
-        self.acc = _Sections()
+        self.acc = Sections()
         self.pending: list[tuple[str, str]] = []  # (name, title) of admonitions waiting for their first block of text
         self.lists: list[str] = []  # the markers of the open lists, innermost last
         self._item: str | None = None  # the marker of a list item whose first paragraph is still to come
@@ -287,7 +286,7 @@ class _Renderer:
             elif tok.type == "inline" and rows:
                 rows[-1].append(" ".join(self._inline(tok).split()))
             i += 1
-        lines = _row_lines(rows)
+        lines = row_lines(rows)
         if lines:
             self._emit("\n".join(lines))
         return i + 1
