@@ -247,22 +247,34 @@ class Chunker:
         """Pieces within the size: the prose between fences split, each fenced block whole or in parts."""
         at = 0
         for first, end, closed in blocks:
+            lead = None
             prose = "\n".join(lines[at:first]).strip()
-            if prose:
-                yield from self._plain(prose)
-            yield from self._code(lines[first : end - 1] if closed else lines[first:end])
+            for piece in self._plain(prose) if prose else ():
+                if lead is not None:
+                    yield lead
+                lead = piece
+            if lead is not None and self.length(lead) > self.size // 4:
+                yield lead
+                lead = None
+            yield from self._code(lines[first : end - 1] if closed else lines[first:end], lead)
             at = end
         prose = "\n".join(lines[at:]).strip()
         if prose:
             yield from self._plain(prose)
 
-    def _code(self, block: list[str]) -> Iterator[str]:
-        """A fenced block (less its closing line) in parts cut at line boundaries, each with both fences."""
-        opening, body = block[0], block[1:]
+    def _code(self, block: list[str], lead: str | None) -> Iterator[str]:
+        """A fenced block (less its closing line) in parts cut at line boundaries, each with both fences.
+
+        A short ``lead`` (a heading, an introducing sentence) goes in front of the first part rather than
+        becoming a chunk of its own.
+        """
+        opening, body = block[0].lstrip(" "), block[1:]
         marker = _FENCE_OPEN.match(opening)
-        closing = f"{marker.group(1)}{marker.group(2)}" if marker else "```"
+        closing = marker.group(2) if marker else "```"
         whole = "\n".join([opening, *body, closing])
         if len(whole) <= self._cap and self.length(whole) <= self.size:
+            if lead is not None:
+                yield lead  # packed with the block when both fit
             yield whole
             return
         frame = self.length(f"{opening}\n{closing}")
@@ -271,39 +283,45 @@ class Chunker:
             opening = closing
             frame = self.length(f"{opening}\n{closing}")
         budget = max(self.size - frame, 1)
+        used = self.length(lead) + 1 if lead is not None else 0
         part: list[str] = []
-        used = 0
         for batch in _batches(body):
             for line, n in zip(batch, self._line_lengths(batch), strict=True):
-                if n > budget:
-                    if part:
-                        yield from self._framed(opening, part, closing)
-                        part, used = [], 0
-                    for bit in self._halves(line, budget):
-                        yield from self._framed(opening, [bit], closing)
-                    continue
                 if part and used + n > budget:
-                    yield from self._framed(opening, part, closing)
-                    part, used = [], 0
+                    yield from self._framed(opening, part, closing, lead)
+                    part, used, lead = [], 0, None
+                if n > budget:
+                    if lead is not None:
+                        yield lead
+                    for bit in self._halves(line, budget):
+                        yield from self._framed(opening, [bit], closing, None)
+                    used, lead = 0, None
+                    continue
                 part.append(line)
                 used += n
         if part:
-            yield from self._framed(opening, part, closing)
+            yield from self._framed(opening, part, closing, lead)
+        elif lead is not None:
+            yield lead
 
     def _line_lengths(self, lines: list[str]) -> list[int]:
         """Token counts of code lines; lines over the character cap are not counted (they exceed any size)."""
         fresh = iter(self.lengths([t for t in lines if len(t) <= self._cap]))
         return [self._cap if len(t) > self._cap else next(fresh) for t in lines]
 
-    def _framed(self, opening: str, part: list[str], closing: str) -> Iterator[str]:
-        """``part`` between the fences; halved at line boundaries while the count of the whole is over."""
-        text = "\n".join([opening, *part, closing])
-        if len(part) == 1 or self.length(text) <= self.size:
+    def _framed(self, opening: str, part: list[str], closing: str, lead: str | None) -> Iterator[str]:
+        """``part`` between the fences (after ``lead``); halved at lines while the count of the whole is over."""
+        fenced = "\n".join([opening, *part, closing])
+        text = f"{lead}\n\n{fenced}" if lead is not None else fenced
+        if self.length(text) <= self.size or (len(part) <= 1 and lead is None):
             yield text
-            return
-        half = len(part) // 2
-        yield from self._framed(opening, part[:half], closing)
-        yield from self._framed(opening, part[half:], closing)
+        elif len(part) <= 1 and lead is not None:
+            yield lead
+            yield fenced
+        else:
+            half = len(part) // 2
+            yield from self._framed(opening, part[:half], closing, lead)
+            yield from self._framed(opening, part[half:], closing, None)
 
     def _halves(self, text: str, size: int) -> list[str]:
         """A line longer than ``size`` tokens cut at whitespace (or anywhere) into parts that fit."""

@@ -121,9 +121,10 @@ def test_long_code_block_is_split_at_lines_with_the_fence_reopened(minilm: Sente
     for chunk in code:
         lines = chunk.split("\n")
         opening = lines.index("```python")
-        assert lines[-1] == "```" and all(not line.startswith("```") for line in lines[opening + 1 : -1])
+        closing = lines.index("```", opening + 1)
+        assert all("```" not in line for line in lines[:opening] + lines[closing + 1 :])  # one fence per chunk
         assert len(minilm.tokenizer.tokenize(chunk)) <= 64
-        seen.extend(lines[opening + 1 : -1])
+        seen.extend(lines[opening + 1 : closing])
     source = (SITE / "mkdocs-storage.md").read_text("utf-8").split("\n")
     assert seen == [line for line in source if "check_quota" in line]  # every line once, in order
     assert any("Run the script once per login node." in c for c in chunks)
@@ -134,3 +135,11 @@ def test_chunks_without_letters_or_digits_are_dropped() -> None:
     pieces = Chunker(8, 0).split(text)
     assert pieces and all(any(ch.isalnum() for ch in p) for p in pieces)
     assert pieces[-1].endswith("ten") and not any("- -" in p or ":::" in p or "```" in p for p in pieces)
+
+
+def test_a_heading_before_a_long_code_block_stays_with_its_first_part() -> None:
+    code = "\n".join(f"step_{i} = run(job_{i}, retries=3)" for i in range(40))
+    pieces = Chunker(48, 8).split(f"## Example\n\n```python\n{code}\n```")
+    assert pieces[0].startswith("## Example\n\n```python\nstep_0 = run(")
+    assert all(p.startswith("```python\n") and p.endswith("\n```") for p in pieces[1:])
+    assert "## Example" not in pieces[1:]
