@@ -7,6 +7,12 @@ whole, so time and memory are linear in the text (a 10 MB section no longer buil
 whole section, which cost 150 MB per MB of text, nor re-tokenizes each piece four or five times). For any
 text whose pieces hold fewer than ``_CHARS_PER_TOKEN`` characters per token the chunks are exactly
 LangChain's.
+
+Code fences (CommonMark's rule: a line of three or more backticks or tildes, indented at most three spaces,
+closed by a line of at least as many of the same mark) are never cut: the text between fences is split as
+above, each fenced block is one piece, or, when longer than a chunk, is cut at line boundaries with its
+opening fence (language included) repeated and a closing fence added in every part. Pieces are then packed
+in order up to the size. A chunk without a letter or digit (a stray ``---``, an empty fence) is dropped.
 """
 
 from __future__ import annotations
@@ -43,6 +49,38 @@ SPECIAL_TOKENS = 2
 _CHARS_PER_TOKEN = 100
 # Characters per batched tokenizer call (bounds the token lists alive at once).
 _BATCH_CHARS = 64 * 1024
+
+# CommonMark fence lines: the indent, the marker run, and what follows (a backtick fence's info has no backtick).
+_FENCE_OPEN = re.compile(r"( {0,3})(`{3,}(?=[^`]*\Z)|~{3,})(.*)\Z")
+
+
+def has_word(text: str) -> bool:
+    """Whether a text holds a letter or a digit (a chunk without one carries no meaning to retrieve)."""
+    return any(ch.isalnum() for ch in text)
+
+
+def fence_blocks(lines: list[str]) -> list[tuple[int, int, bool]]:
+    """``(first, end, closed)`` line ranges of the fenced code blocks; an unclosed one runs to the end."""
+    blocks: list[tuple[int, int, bool]] = []
+    n = 0
+    while n < len(lines):
+        opening = _FENCE_OPEN.match(lines[n])
+        if not opening:
+            n += 1
+            continue
+        marker = opening.group(2)
+        end = n + 1
+        while end < len(lines):
+            closing = lines[end]
+            body = closing.lstrip(" ")
+            if len(closing) - len(body) <= 3 and body.rstrip(" \t").strip(marker[0]) == "":
+                run = len(body.rstrip(" \t"))
+                if run >= len(marker):
+                    break
+            end += 1
+        blocks.append((n, min(end + 1, len(lines)), end < len(lines)))
+        n = end + 1
+    return blocks
 
 
 def approx_tokens(text: str) -> int:
@@ -123,7 +161,7 @@ class Chunker:
     def recipe(self) -> str:
         """What decides the chunk boundaries; a change means every document must be re-chunked."""
         counter = "tokenizer" if self.length is not approx_tokens else "approx"
-        return f"recursive:v1:{self.size}:{self.overlap}:{counter}:{PARSER_VERSION}"
+        return f"recursive:v2:{self.size}:{self.overlap}:{counter}:{PARSER_VERSION}"
 
     def lengths(self, texts: list[str]) -> list[int]:
         """Token counts of several texts (batched tokenizer calls when the embedder has a tokenizer)."""
@@ -146,8 +184,19 @@ class Chunker:
         return list(self.iter_split(text))
 
     def iter_split(self, text: str) -> Iterator[str]:
-        """``split``, as the pieces are made."""
+        """``split``, as the pieces are made: none cuts a code fence, each holds a letter or digit."""
         text = text.strip()
+        if len(text) <= self._cap and self.length(text) <= self.size:
+            if has_word(text):
+                yield text
+            return
+        lines = text.split("\n") if "```" in text or "~~~" in text else []
+        blocks = fence_blocks(lines) if lines else []
+        pieces = self._fenced(lines, blocks) if blocks else self._plain(text)
+        yield from (p for p in pieces if has_word(p))
+
+    def _plain(self, text: str) -> Iterator[str]:
+        """Text without code fences, split by the separators (a short heading kept with what follows)."""
         if len(text) <= self._cap and self.length(text) <= self.size:
             if text:
                 yield text
@@ -170,6 +219,119 @@ class Chunker:
                         yield piece
                 else:
                     yield from (p for p in self._enforce(piece) if p.strip())
+
+    def _fenced(self, lines: list[str], blocks: list[tuple[int, int, bool]]) -> Iterator[str]:
+        """Text with code fences: prose and fenced blocks split apart, then packed in order up to the size."""
+        units = (u for u in self._units(lines, blocks) if has_word(u))
+        current: list[str] = []
+        total = 0
+        for batch in _batches(units):
+            for unit, n in zip(batch, self.lengths(batch), strict=True):
+                if current and total + n > self.size:
+                    yield from self._packed(current)
+                    current, total = [], 0
+                current.append(unit)
+                total += n
+        if current:
+            yield from self._packed(current)
+
+    def _packed(self, units: list[str]) -> Iterator[str]:
+        # Counts of pieces joined at a blank line add up for WordPiece, but not for every tokenizer.
+        joined = "\n\n".join(units)
+        if len(units) == 1 or self.length(joined) <= self.size:
+            yield joined
+        else:
+            yield from units
+
+    def _units(self, lines: list[str], blocks: list[tuple[int, int, bool]]) -> Iterator[str]:
+        """Pieces within the size: the prose between fences split, each fenced block whole or in parts."""
+        at = 0
+        for first, end, closed in blocks:
+            lead = None
+            prose = "\n".join(lines[at:first]).strip()
+            for piece in self._plain(prose) if prose else ():
+                if lead is not None:
+                    yield lead
+                lead = piece
+            if lead is not None and self.length(lead) > self.size // 4:
+                yield lead
+                lead = None
+            yield from self._code(lines[first : end - 1] if closed else lines[first:end], lead)
+            at = end
+        prose = "\n".join(lines[at:]).strip()
+        if prose:
+            yield from self._plain(prose)
+
+    def _code(self, block: list[str], lead: str | None) -> Iterator[str]:
+        """A fenced block (less its closing line) in parts cut at line boundaries, each with both fences.
+
+        A short ``lead`` (a heading, an introducing sentence) goes in front of the first part rather than
+        becoming a chunk of its own.
+        """
+        opening, body = block[0].lstrip(" "), block[1:]
+        marker = _FENCE_OPEN.match(opening)
+        closing = marker.group(2) if marker else "```"
+        whole = "\n".join([opening, *body, closing])
+        if len(whole) <= self._cap and self.length(whole) <= self.size:
+            if lead is not None:
+                yield lead  # packed with the block when both fit
+            yield whole
+            return
+        frame = self.length(f"{opening}\n{closing}")
+        if frame > self.size // 2:
+            # An info string that long leaves no room for code: reopen with the bare marker.
+            opening = closing
+            frame = self.length(f"{opening}\n{closing}")
+        budget = max(self.size - frame, 1)
+        used = self.length(lead) + 1 if lead is not None else 0
+        part: list[str] = []
+        for batch in _batches(body):
+            for line, n in zip(batch, self._line_lengths(batch), strict=True):
+                if part and used + n > budget:
+                    yield from self._framed(opening, part, closing, lead)
+                    part, used, lead = [], 0, None
+                if n > budget:
+                    if lead is not None:
+                        yield lead
+                    for bit in self._halves(line, budget):
+                        yield from self._framed(opening, [bit], closing, None)
+                    used, lead = 0, None
+                    continue
+                part.append(line)
+                used += n
+        if part:
+            yield from self._framed(opening, part, closing, lead)
+        elif lead is not None:
+            yield lead
+
+    def _line_lengths(self, lines: list[str]) -> list[int]:
+        """Token counts of code lines; lines over the character cap are not counted (they exceed any size)."""
+        fresh = iter(self.lengths([t for t in lines if len(t) <= self._cap]))
+        return [self._cap if len(t) > self._cap else next(fresh) for t in lines]
+
+    def _framed(self, opening: str, part: list[str], closing: str, lead: str | None) -> Iterator[str]:
+        """``part`` between the fences (after ``lead``); halved at lines while the count of the whole is over."""
+        fenced = "\n".join([opening, *part, closing])
+        text = f"{lead}\n\n{fenced}" if lead is not None else fenced
+        if self.length(text) <= self.size or (len(part) <= 1 and lead is None):
+            yield text
+        elif len(part) <= 1 and lead is not None:
+            yield lead
+            yield fenced
+        else:
+            half = len(part) // 2
+            yield from self._framed(opening, part[:half], closing, lead)
+            yield from self._framed(opening, part[half:], closing, None)
+
+    def _halves(self, text: str, size: int) -> list[str]:
+        """A line longer than ``size`` tokens cut at whitespace (or anywhere) into parts that fit."""
+        if len(text) <= 1 or (len(text) <= self._cap and self.length(text) <= size):
+            return [text]
+        cut = len(text) // 2
+        space = text.rfind(" ", 0, cut + 1)
+        if space > len(text) // 4:
+            cut = space
+        return self._halves(text[:cut], size) + self._halves(text[cut:], size)
 
     def _split(self, text: str, separators: list[str], size: int, overlap: int) -> Iterator[str]:
         """LangChain's ``RecursiveCharacterTextSplitter._split_text``, streamed.

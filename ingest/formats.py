@@ -14,17 +14,15 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
-import yaml
-
-from ingest.parsed import SECTION_SEP, Parsed, ParseError, Section
+from ingest.parsed import Parsed, ParseError, Section
+from ingest.sections import Sections as _Sections
+from ingest.sections import row_lines as _row_lines
 from rag.lang import hangul_ratio
 
 log = logging.getLogger(__name__)
 
-
 # Control characters other than tab/newline/carriage return/form feed mark binary content.
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
-_FRONT_MATTER = re.compile(r"\A---[ \t]*\r?\n(.*?)\r?\n(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
 _SPACES = re.compile(r"[ \t\u00a0]+")
 _BLANK_LINES = re.compile(r"\n{3,}")
 
@@ -128,91 +126,28 @@ def _clean(text: str) -> str:
     return _BLANK_LINES.sub("\n\n", "\n".join(lines)).strip()
 
 
-class _Sections:
-    """Collects lines under a heading stack; drops sections that hold only their heading."""
-
-    def __init__(self) -> None:
-        self.stack: list[tuple[int, str]] = []
-        self.heading_line = ""
-        self.body: list[str] = []
-        self.out: list[Section] = []
-
-    def heading(self, level: int, text: str, line: str) -> None:
-        self.flush()
-        while self.stack and self.stack[-1][0] >= level:
-            self.stack.pop()
-        self.stack.append((level, text))
-        self.heading_line = line
-
-    def add(self, line: str) -> None:
-        self.body.append(line)
-
-    def flush(self) -> None:
-        body = "\n".join(self.body).strip()
-        if body:
-            text = f"{self.heading_line}\n\n{body}" if self.heading_line else body
-            self.out.append(Section(text=text, section=SECTION_SEP.join(t for _, t in self.stack)))
-        self.heading_line, self.body = "", []
-
-
 # Part of every document's recipe in the sync state: bump it when a parser's output changes, so the next
 # sync re-parses documents whose bytes did not change. v2: Markdown tables become "header: value" rows.
-PARSER_VERSION = "parsers:v2"
-
-_TABLE_RULE = re.compile(r"^\s*\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?\s*$")
-
-
-def _pipe_cells(line: str) -> list[str]:
-    """Cells of one Markdown table row (outer pipes optional, an escaped pipe kept inside a cell)."""
-    body = line.strip().removeprefix("|").removesuffix("|")
-    return [c.replace("\\|", "|").strip() for c in re.split(r"(?<!\\)\|", body)]
+# v3: Markdown rendered from its tokens (HTML, MDX statements and emphasis dropped, admonitions labelled).
+PARSER_VERSION = "parsers:v3"
 
 
 def parse_markdown(data: bytes) -> Parsed:
-    """Markdown: sections by ATX/setext headings (code fences respected), title from front matter or H1."""
-    from markdown_it import MarkdownIt
+    """Markdown: sections by heading path (code fences respected), title from front matter or H1."""
+    from ingest.markdown import render
 
     text, warnings = decode_text_noted(data)
-    title = ""
-    match = _FRONT_MATTER.match(text)
-    if match:
-        try:
-            meta = yaml.safe_load(match.group(1))
-        except yaml.YAMLError:
-            meta = None
-        if isinstance(meta, dict) and isinstance(meta.get("title"), str):
-            title = meta["title"].strip()
-        text = text[match.end() :]
-    lines = text.split("\n")
-    tokens = MarkdownIt("commonmark").enable("table").parse(text)
-    headings: dict[int, tuple[int, int, str]] = {}  # first line -> (level, end line, text)
-    tables: dict[int, int] = {}  # first line -> end line
-    for i, tok in enumerate(tokens):
-        if tok.type == "heading_open" and tok.map:
-            heading_text = tokens[i + 1].content.strip() if i + 1 < len(tokens) else ""
-            headings[tok.map[0]] = (int(tok.tag[1]), tok.map[1], heading_text)
-        elif tok.type == "table_open" and tok.map:
-            tables[tok.map[0]] = tok.map[1]
-    acc = _Sections()
-    n = 0
-    while n < len(lines):
-        if n in headings:
-            level, end, heading_text = headings[n]
-            if level == 1 and not title:
-                title = heading_text
-            acc.heading(level, heading_text, f"{'#' * level} {heading_text}")
-            n = end
-            continue
-        if n in tables:
-            rows = [_pipe_cells(line) for line in lines[n : tables[n]] if not _TABLE_RULE.match(line)]
-            for row_line in _row_lines(rows):
-                acc.add(row_line)
-            n = tables[n]
-            continue
-        acc.add(lines[n].rstrip())
-        n += 1
-    acc.flush()
-    return Parsed(title=title, sections=tuple(acc.out), warnings=warnings)
+    title, sections = render(text)
+    return Parsed(title=title, sections=sections, warnings=warnings)
+
+
+def parse_mdx(data: bytes) -> Parsed:
+    """MDX (Docusaurus): Markdown without its ``import``/``export`` lines and JSX tags."""
+    from ingest.markdown import render
+
+    text, warnings = decode_text_noted(data)
+    title, sections = render(text, mdx=True)
+    return Parsed(title=title, sections=sections, warnings=warnings)
 
 
 def parse_text(data: bytes) -> Parsed:
@@ -408,22 +343,6 @@ def _pptx_shape_lines(shape: Any) -> list[str]:
 _ROWS_PER_SECTION = 50
 
 
-def _row_lines(rows: list[list[str]]) -> list[str]:
-    """Table rows as ``header: value; ...`` lines, the first non-empty row being the header.
-
-    Each row then reads on its own wherever a chunk boundary falls.
-    """
-    rows = [r for r in rows if any(c.strip() for c in r)]
-    if not rows:
-        return []
-    header = [h.strip() or f"column {i + 1}" for i, h in enumerate(rows[0])]
-    lines = []
-    for row in rows[1:]:
-        cells = [f"{header[i] if i < len(header) else f'column {i + 1}'}: {v.strip()}" for i, v in enumerate(row)]
-        lines.append("; ".join(c for c in cells if not c.endswith(": ")))
-    return lines or [" | ".join(header)]  # a header-only table is still text
-
-
 def _rows_as_sections(rows: list[list[str]], section: str) -> list[Section]:
     """Table rows as ``header: value`` lines, the first non-empty row being the header."""
     lines = _row_lines(rows)
@@ -480,6 +399,7 @@ def parse_hwp(data: bytes) -> Parsed:
 PARSERS: dict[str, Callable[[bytes], Parsed]] = {
     ".md": parse_markdown,
     ".markdown": parse_markdown,
+    ".mdx": parse_mdx,
     ".txt": parse_text,
     ".text": parse_text,
     ".pdf": parse_pdf,

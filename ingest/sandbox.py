@@ -47,7 +47,7 @@ _MiB = 1024 * 1024
 # parsers (the text decoder, markdown-it-py) are linear in the input (the worst inputs measured, such as
 # 64 KiB of "![" or "[", took 2 s and a few MB), so no time or memory limit is at stake, and a round trip
 # to the child per small file would cost more than the parse (HotpotQA's passages are 600 bytes each).
-_IN_PROCESS = frozenset({".md", ".markdown", ".txt", ".text"})
+_IN_PROCESS = frozenset({".md", ".markdown", ".mdx", ".txt", ".text"})
 _IN_PROCESS_MAX_BYTES = 64 * 1024
 _REQUEST = struct.Struct("!QQ")  # name length, data length; then the name (UTF-8) and the data
 _REPLY = struct.Struct("!Q")  # pickled reply length; then the reply
