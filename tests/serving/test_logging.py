@@ -7,8 +7,6 @@ writes to stderr as JSON.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,8 +19,8 @@ from openai import OpenAI
 
 from serving.app import create_app
 from serving.identity import JWT_HEADER, hash_key
-from tests.procs import free_port, stop
-from tests.serving.conftest import REPO, _ingest, _server_env, make_settings, seeded_pipeline
+from tests.procs import stop
+from tests.serving.conftest import Served, make_settings, seeded_pipeline, start_serve
 from tests.serving.doubles import ScriptedChat
 
 SECRET = "logging-test-secret-0123456789abcdef"
@@ -41,53 +39,6 @@ def user_token(secret: str = SECRET, **claims: Any) -> str:
     return jwt.encode(body, secret, algorithm="HS256")
 
 
-class Served:
-    """A running ``rag serve`` whose stderr is read back as JSON lines."""
-
-    def __init__(self, url: str, stderr: Path, process: subprocess.Popen[bytes]) -> None:
-        self.url, self.stderr, self.process = url, stderr, process
-
-    def lines(self) -> list[dict[str, Any]]:
-        """Every stderr line, each parsed as one JSON object (fails on any other line)."""
-        text = self.stderr.read_text(errors="replace")
-        return [json.loads(line) for line in text.splitlines() if line.strip()]
-
-    def access(self, request_id: str) -> dict[str, Any]:
-        """The access line of one request (waits briefly: it is written after the last byte)."""
-        for _ in range(50):
-            found = [x for x in self.lines() if x["logger"] == "serving.access" and x.get("request_id") == request_id]
-            if found:
-                assert len(found) == 1, found
-                return found[0]
-            time.sleep(0.1)
-        raise AssertionError(f"no access line for {request_id}:\n{self.stderr.read_text()}")
-
-
-def start_serve(tmp: Path, docs: Path | None, env: dict[str, str]) -> Served:
-    data_dir = tmp / "data"
-    server_env = _server_env(data_dir, f"chroma://{data_dir}/chroma", "extractive://", "hash://", env)
-    if docs is not None:
-        _ingest(server_env, docs)
-    port = free_port()
-    stderr = tmp / "stderr.log"
-    cmd = [sys.executable, "-m", "onprem_rag", "serve", "--port", str(port)]
-    with stderr.open("wb") as err, (tmp / "stdout.log").open("wb") as out:
-        process = subprocess.Popen(cmd, env=server_env, cwd=REPO, stdout=out, stderr=err)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 90
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"rag serve exited: {stderr.read_text()}")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return Served(url, stderr, process)
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    stop(process)
-    raise RuntimeError(f"rag serve did not start: {stderr.read_text()}")
-
-
 @pytest.fixture(scope="module")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     tmp = tmp_path_factory.mktemp("serve")
@@ -97,7 +48,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     access = tmp / "access.json"
     access.write_text(json.dumps(ACCESS))
     env = {"RAG_AUTH__ACCESS_FILE": str(access), "RAG_AUTH__OPENWEBUI_JWT_SECRET": SECRET}
-    server = start_serve(tmp, docs, env)
+    server = start_serve(tmp, docs=docs, env=env)
     yield server
     stop(server.process)
 
