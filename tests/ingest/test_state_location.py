@@ -72,12 +72,15 @@ def test_two_stores_written_alike_in_two_working_directories_never_share_a_sync_
     tmp_path: Path, docs: Path, two_dirs: tuple[Path, Path]
 ) -> None:
     data, (a, b) = tmp_path / "state", two_dirs
-    # chroma://store means ./store: two different stores, one shared data_dir.
-    assert ingest(docs, a, data, "--store", "chroma://store")["added"] == 1
-    second = ingest(docs, b, data, "--store", "chroma://store")
-    assert second["added"] == 1, "the second store was taken for the first one and left empty"
-    answer = json.loads(rag("--store", "chroma://store", "ask", "--json", "VPN gateway?", cwd=b, data_dir=data).stdout)
-    assert "vpn.example.org" in answer["answer"]
+    store = ("--store", "chroma://store")  # ./store: two different stores, one shared data_dir
+    assert ingest(docs, a, data, *store)["added"] == 1
+    assert ingest(docs, b, data, *store)["added"] == 1
+    (docs / "vpn.md").write_text("# VPN\n\nThe VPN gateway moved to vpn2.example.org last spring.\n")
+    assert ingest(docs, b, data, *store)["updated"] == 1
+    # With one shared state, store a would be called up to date and keep the old text.
+    assert ingest(docs, a, data, *store)["updated"] == 1
+    answer = json.loads(rag(*store, "ask", "--json", "What is the VPN gateway?", cwd=a, data_dir=data).stdout)
+    assert "vpn2.example.org" in answer["answer"]
     assert len(list((data / "sync").glob("docs-*.sqlite3"))) == 2
 
 
