@@ -14,6 +14,7 @@ deterministic ids make the repeated upsert a no-op for duplicates.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -21,6 +22,8 @@ import re
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
+
+from rag.stores.common import EMBEDDED_DEFAULTS, store_location
 
 log = logging.getLogger(__name__)
 
@@ -51,22 +54,62 @@ class DocState:
 
 
 def state_path(data_dir: Path, store_url: str, collection: str, suffix: str = "") -> Path:
-    """State file of one collection in one store: ``<data_dir>/sync/<collection>-<store hash>[-suffix].sqlite3``.
+    """State file of one collection in one store: ``<data_dir>/sync/<collection>-<location hash>[-suffix].sqlite3``.
 
-    ``suffix`` separates the states of shards (``shard0of4``), which must never share a file.
+    Keyed by the store's resolved location (:func:`rag.stores.common.store_location`: the real absolute
+    path of an embedded store, a server's normalised URL), not by the URL as written, so two stores never
+    share a state and a run from another working directory finds the same one. ``suffix`` separates the
+    states of shards (``shard0of4``), which must never share a file.
     """
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", collection)
-    tag = hashlib.blake2b(store_url.encode(), digest_size=4).hexdigest()
+    stem = _stem(store_location(store_url, data_dir), collection)
+    _adopt_legacy(data_dir / "sync", stem, [_stem(url, collection) for url in _legacy_keys(store_url, data_dir)])
     extra = f"-{suffix}" if suffix else ""
-    return data_dir / "sync" / f"{safe}-{tag}{extra}.sqlite3"
+    return data_dir / "sync" / f"{stem}{extra}.sqlite3"
 
 
 def state_files(data_dir: Path, store_url: str, collection: str) -> list[Path]:
     """Every file of a collection's sync state in one store: the state itself, each shard's, their journals."""
     base = state_path(data_dir, store_url, collection)
-    stem = base.name.removesuffix(".sqlite3")
+    return _files_of(base.parent, base.name.removesuffix(".sqlite3"))
+
+
+def _stem(key: str, collection: str) -> str:
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", collection)
+    return f"{safe}-{hashlib.blake2b(key.encode(), digest_size=4).hexdigest()}"
+
+
+def _files_of(folder: Path, stem: str) -> list[Path]:
     shard = re.compile(rf"{re.escape(stem)}(-shard\d+of\d+)?\.sqlite3(-wal|-shm)?")
-    return sorted(p for p in base.parent.glob(f"{stem}*") if shard.fullmatch(p.name)) if base.parent.is_dir() else []
+    return sorted(p for p in folder.glob(f"{stem}*") if shard.fullmatch(p.name)) if folder.is_dir() else []
+
+
+def _legacy_keys(store_url: str, data_dir: Path) -> list[str]:
+    """URLs an older state of this store was keyed by: the URL as written, and the old default spelling."""
+    keys = [store_url]
+    scheme, _, rest = store_url.partition("://")
+    if scheme in EMBEDDED_DEFAULTS and not rest:  # chroma:// was chroma://.rag/chroma with data_dir .rag
+        keys.append(f"{scheme}://{data_dir}/{EMBEDDED_DEFAULTS[scheme]}")
+    return keys
+
+
+def _adopt_legacy(folder: Path, stem: str, legacy: list[str]) -> None:
+    """Rename a state keyed by the store URL as written to the location-keyed name, if this store has none yet.
+
+    Keeps an existing install's state (and so its deletion tracking) when it first runs with location keys.
+    """
+    if not folder.is_dir() or _files_of(folder, stem):
+        return
+    for old in legacy:
+        if old == stem:
+            continue
+        files = _files_of(folder, old)
+        if not files:
+            continue
+        for path in files:
+            with contextlib.suppress(FileNotFoundError):  # another process (a shard) adopted it first
+                path.rename(folder / (stem + path.name[len(old) :]))
+        log.info("sync state %s is now %s (keyed by the store's location)", old, stem)
+        return
 
 
 def forget_sources(data_dir: Path, store_url: str, collection: str, sources: list[str]) -> int:

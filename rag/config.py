@@ -26,7 +26,12 @@ from rag.errors import ConfigError
 class StoreSettings(BaseModel):
     """Where chunks and vectors live."""
 
-    url: str = Field("chroma://.rag/chroma", description="Vector store URL; the scheme picks the backend.")
+    url: str = Field(
+        "chroma://",
+        description="Vector store URL; the scheme picks the backend. A bare chroma:// or milvus+lite:// is "
+        "data_dir/chroma or data_dir/milvus.db; a written path is absolute (chroma:///srv/chroma) or relative "
+        "to the working directory.",
+    )
     collection: str = Field("docs", description="Collection name (Chroma: 3-512 chars of [a-zA-Z0-9._-]).")
     api_key: SecretStr | None = Field(None, description="Token for a store server that needs one (Milvus).")
     timeout_s: float = Field(10.0, description="Connect/request timeout for store servers, seconds.")
@@ -293,7 +298,11 @@ class Settings(BaseSettings):
         validate_default=True,
     )
 
-    data_dir: Path = Field(Path(".rag"), description="Local state: embedded stores, sync state, logs.")
+    data_dir: Path = Field(
+        Path(".rag"),
+        description="Local state: the default embedded stores, sync state, lexical indexes, model caches "
+        "(relative = to the working directory).",
+    )
     log_level: str = Field("INFO", description="Python log level.")
     store: StoreSettings = Field(default_factory=StoreSettings)
     embed: EmbedSettings = Field(default_factory=EmbedSettings)

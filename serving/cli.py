@@ -58,6 +58,9 @@ def serve(
         http=http,
         h11_max_incomplete_event_size=settings.server.max_header_kb * 1024,
         log_level=settings.log_level.lower(),
+        # create_app configured the root logger (JSON lines by default); uvicorn's own loggers propagate
+        # to it instead of getting uvicorn's text handlers, so every stderr line has one format.
+        log_config=None,
         access_log=False,  # the service writes its own access log line (JSON, with request id and caller)
     )
 

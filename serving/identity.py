@@ -23,7 +23,7 @@ The access file (YAML or JSON, re-read when it changes; one granting nothing is 
     users:
       groups: [public]           # every verified user
       scopes: [chat, search, embed]
-      by_user: {"alice@lab.org": [hr]}   # user id or e-mail
+      by_user: {"alice@lab.org": [hr]}   # user id or e-mail (case-insensitive)
       by_domain: {"lab.org": [staff]}
       by_role: {admin: [hr]}
 """
@@ -70,13 +70,21 @@ class Principal:
     groups: tuple[str, ...] = (PUBLIC_GROUP,)
     scopes: frozenset[str] = DEFAULT_SCOPES
     rate_per_minute: int | None = None
+    name: str = ""  # what the access log shows: a user's e-mail (else id), a key's name
+
+    @property
+    def label(self) -> str:
+        """The caller as an operator knows it: e-mail, key name, or ``anonymous``."""
+        return self.name or self.id
 
     def allows(self, scope: str | None) -> bool:
         """Whether this caller holds ``scope`` (``admin`` holds every scope)."""
         return scope is None or scope in self.scopes or "admin" in self.scopes
 
 
-ANONYMOUS = Principal(id="anonymous", kind="anonymous")
+ANONYMOUS = Principal(id="anonymous", kind="anonymous", name="anonymous")
+# Plain identity headers Open WebUI forwards when it has no JWT secret (X-OpenWebUI-Chat-Id is sent either way).
+PLAIN_USER_HEADERS = ("x-openwebui-user-id", "x-openwebui-user-email")
 
 
 def hash_key(key: str) -> str:
@@ -97,12 +105,19 @@ class UserRules:
     def principal(self, user_id: str, email: str, role: str) -> Principal:
         """The principal of a user, with every group a rule gives it."""
         groups = set(self.groups)
-        for ident in (user_id, email.lower()):
-            groups.update(self.by_user.get(ident, ()))
+        for ident in (user_id.lower(), email.lower()):
+            if ident:
+                groups.update(self.by_user.get(ident, ()))
         if "@" in email:
             groups.update(self.by_domain.get(email.rsplit("@", 1)[1].lower(), ()))
         groups.update(self.by_role.get(role, ()))
-        return Principal(id=f"user:{user_id or email}", kind="user", groups=tuple(sorted(groups)), scopes=self.scopes)
+        return Principal(
+            id=f"user:{user_id or email}",
+            kind="user",
+            groups=tuple(sorted(groups)),
+            scopes=self.scopes,
+            name=email or user_id,
+        )
 
 
 @dataclass(frozen=True)
@@ -155,6 +170,7 @@ def _key(entry: Any, where: str) -> tuple[str, Principal]:
         groups=tuple(sorted(groups)),
         scopes=_scopes(entry.get("scopes"), where),
         rate_per_minute=rate,
+        name=str(entry["name"]),
     )
     return digest, principal
 
@@ -189,7 +205,8 @@ def parse_access(data: Any, origin: str = "access file") -> Access:
     users = UserRules(
         groups=_names(u.get("groups", [PUBLIC_GROUP]), f"{origin}: users.groups"),
         scopes=_scopes(u.get("scopes"), f"{origin}: users"),
-        by_user=_group_map(u.get("by_user"), f"{origin}: users.by_user"),
+        # E-mail addresses are matched case-insensitively (Open WebUI keeps them as typed at sign-up).
+        by_user=_group_map(u.get("by_user"), f"{origin}: users.by_user", lower=True),
         by_domain=_group_map(u.get("by_domain"), f"{origin}: users.by_domain", lower=True),
         by_role=_group_map(u.get("by_role"), f"{origin}: users.by_role"),
     )
@@ -301,15 +318,20 @@ class Authenticator:
             if key_principal is None:
                 raise Unauthenticated("the API key is not valid")
         user_token = headers.get(JWT_HEADER.lower())
-        if user_token and self.secret is not None:
+        if user_token:
+            if self.secret is None:
+                # Open WebUI signs its users, but nothing here can check them: every user would be
+                # anonymous without anyone noticing. Refused, naming the setting to fix.
+                raise Unauthenticated(NO_SECRET, code="user_token_unverifiable")
             return self._user_from_jwt(user_token, self.secret, access.users)
         if key_principal is not None:
             return key_principal
-        if self.settings.trust_openwebui_headers:
+        if any(headers.get(h) for h in PLAIN_USER_HEADERS):
+            if not self.settings.trust_openwebui_headers:
+                raise Unauthenticated(UNSIGNED_USER, code="user_headers_untrusted")
             user_id = unquote(headers.get("x-openwebui-user-id", ""))
             email = unquote(headers.get("x-openwebui-user-email", ""))
-            if user_id or email:
-                return access.users.principal(user_id, email, headers.get("x-openwebui-user-role", ""))
+            return access.users.principal(user_id, email, headers.get("x-openwebui-user-role", ""))
         if self.settings.required:
             raise Unauthenticated("credentials are required: send 'Authorization: Bearer <API key>'")
         return ANONYMOUS
@@ -329,7 +351,8 @@ class Authenticator:
                 options={"require": ["exp", "iat", "iss"]},
             )
         except jwt.PyJWTError as e:
-            raise Unauthenticated(f"the Open WebUI user token is not valid: {e}") from e
+            message, code = token_problem(e)
+            raise Unauthenticated(message, code=code) from e
         if unencodable(claims) is not None:
             raise Unauthenticated("the Open WebUI user token holds text that is not valid Unicode")
         user_id, email = str(claims.get("sub") or claims.get("id") or ""), str(claims.get("email") or "")
@@ -344,8 +367,55 @@ class Authenticator:
         self.limiter.take(who, rate)
 
 
+NO_SECRET = (
+    "Open WebUI sends a signed user token (X-OpenWebUI-User-Jwt), but this service has no secret to verify it: "
+    "the operator must set RAG_AUTH__OPENWEBUI_JWT_SECRET to the value of Open WebUI's "
+    "FORWARD_USER_INFO_HEADER_JWT_SECRET"
+)
+UNSIGNED_USER = (
+    "Open WebUI forwards its user as plain X-OpenWebUI-User-* headers, which anyone could forge, and this "
+    "service does not trust them: the operator must set FORWARD_USER_INFO_HEADER_JWT_SECRET in Open WebUI to "
+    "the value of the service's RAG_AUTH__OPENWEBUI_JWT_SECRET (set one secret on both sides), or, only when "
+    "nothing but a trusted proxy reaches the service, RAG_AUTH__TRUST_OPENWEBUI_HEADERS=true"
+)
+_SAME_SECRET = (
+    "the service's RAG_AUTH__OPENWEBUI_JWT_SECRET and Open WebUI's FORWARD_USER_INFO_HEADER_JWT_SECRET must be "
+    "the same value"
+)
+
+
+def token_problem(e: Exception) -> tuple[str, str]:
+    """What is wrong with an Open WebUI user token, and what the operator must fix (message, error code)."""
+    import jwt
+
+    prefix = "the Open WebUI user token"
+    if isinstance(e, jwt.InvalidSignatureError):
+        return f"{prefix} has a bad signature: {_SAME_SECRET}", "user_token_bad_signature"
+    if isinstance(e, jwt.ExpiredSignatureError):
+        return (
+            f"{prefix} has expired: the clocks of Open WebUI and the service differ by more than {JWT_LEEWAY_S} s, "
+            "or Open WebUI's FORWARD_USER_INFO_HEADER_JWT_EXPIRES_SECONDS is too short",
+            "user_token_expired",
+        )
+    if isinstance(e, jwt.InvalidIssuerError):
+        return f"{prefix} has the wrong issuer (expected '{JWT_ISSUER}'): it was not made by Open WebUI", (
+            "user_token_wrong_issuer"
+        )
+    if isinstance(e, jwt.ImmatureSignatureError):
+        return f"{prefix} is issued in the future: the clocks of Open WebUI and the service differ", (
+            "user_token_not_yet_valid"
+        )
+    if isinstance(e, jwt.MissingRequiredClaimError):
+        return f"{prefix} lacks the '{e.claim}' claim", "user_token_invalid"
+    if isinstance(e, jwt.InvalidAlgorithmError):
+        return f"{prefix} is not signed with HS256: {_SAME_SECRET}", "user_token_invalid"
+    return f"{prefix} is not valid ({e})", "user_token_invalid"
+
+
 def require(scope: str | None) -> Callable[[Request], Awaitable[Principal]]:
     """A route dependency: the authenticated, rate-limited caller holding ``scope``.
+
+    ``None`` (the model list) admits a caller whose Open WebUI identity failed, as anonymous.
 
     ``async`` although it never awaits: FastAPI would run a plain function in a worker thread.
     """
@@ -353,8 +423,19 @@ def require(scope: str | None) -> Callable[[Request], Awaitable[Principal]]:
     async def dependency(request: Request) -> Principal:
         authn: Authenticator = request.app.state.authenticator
         client = request.client.host if request.client else ""
-        principal = authn.identify(request.headers)
-        request.state.principal = principal.id
+        try:
+            principal = authn.identify(request.headers)
+        except Unauthenticated as e:
+            # The access line carries the reason; the body tells Open WebUI's user what to ask for.
+            request.state.auth_error = e.message
+            # Open WebUI lists models with the user's token too, and a failed listing only shows its
+            # users "Model '' was not found". The model list (names, no documents) is still given, so
+            # the chat request that follows gets the 401 whose message Open WebUI shows.
+            if scope is not None or not (e.code or "").startswith("user_"):
+                raise
+            principal = ANONYMOUS
+        request.state.principal = principal.label
+        request.state.principal_kind = principal.kind
         if not principal.allows(scope):
             raise Forbidden(f"this caller lacks the '{scope}' scope", code="insufficient_scope")
         authn.limit(principal, client)

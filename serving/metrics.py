@@ -20,11 +20,27 @@ access_log = logging.getLogger("serving.access")
 
 # The current request id, for every log line written while the request is handled.
 REQUEST_ID: ContextVar[str | None] = ContextVar("rag_request_id", default=None)
+# Timings of the current request that only the handler sees (time to first token), for its access line.
+REQUEST_TIMINGS: ContextVar[dict[str, float] | None] = ContextVar("rag_request_timings", default=None)
 
 _LATENCY = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120)
 _FAST = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 # Routes with a fixed set of paths; anything else is counted as "other" (no label explosion).
 _KNOWN_PREFIXES = ("/v1/", "/healthz", "/readyz", "/metrics", "/openapi.json", "/docs")
+
+
+class FirstTokenHistogram:
+    """The time-to-first-token histogram; each observation is also kept for the request's access line."""
+
+    def __init__(self, histogram: Histogram) -> None:
+        self.histogram = histogram
+
+    def observe(self, seconds: float) -> None:
+        """Record the time to the first answer token of the current request."""
+        self.histogram.observe(seconds)
+        timings = REQUEST_TIMINGS.get()
+        if timings is not None:
+            timings.setdefault("ttft_ms", round(seconds * 1000, 2))
 
 
 class Metrics:
@@ -39,8 +55,13 @@ class Metrics:
             "rag_request_duration_seconds", "Request latency to the last byte.", ["route"], buckets=_LATENCY, registry=r
         )
         self.in_flight = Gauge("rag_requests_in_flight", "Requests being handled.", registry=r)
-        self.ttft = Histogram(
-            "rag_time_to_first_token_seconds", "Request start to the first answer token.", buckets=_LATENCY, registry=r
+        self.ttft = FirstTokenHistogram(
+            Histogram(
+                "rag_time_to_first_token_seconds",
+                "Request start to the first answer token.",
+                buckets=_LATENCY,
+                registry=r,
+            )
         )
         self.retrieval = Histogram(
             "rag_retrieval_duration_seconds", "Embedding plus vector search per question.", buckets=_FAST, registry=r
@@ -98,6 +119,8 @@ class MetricsMiddleware:
         done = False
         m = self.metrics
         m.in_flight.inc()
+        timings: dict[str, float] = {}
+        token = REQUEST_TIMINGS.set(timings)
 
         def finish() -> None:
             nonlocal done
@@ -111,19 +134,13 @@ class MetricsMiddleware:
             model = str(state.get("model") or "")
             m.requests.labels(route, model, str(status)).inc()
             m.duration.labels(route).observe(elapsed)
-            access_log.info(
+            access_log.log(
+                logging.WARNING if status in (401, 403) else logging.INFO,
                 "%s %s %d",
                 scope.get("method"),
                 scope.get("path"),
                 status,
-                extra={
-                    "route": route,
-                    "status": status,
-                    "duration_ms": round(elapsed * 1000, 2),
-                    "model": model or None,
-                    "principal": state.get("principal"),
-                    "backend": state.get("backend"),
-                },
+                extra=access_fields(scope, status, elapsed, timings),
             )
 
         async def observe(message: Message) -> None:
@@ -138,6 +155,26 @@ class MetricsMiddleware:
             await self.app(scope, receive, observe)
         finally:
             finish()
+            REQUEST_TIMINGS.reset(token)
+
+
+def access_fields(scope: Scope, status: int, elapsed_s: float, timings: dict[str, float]) -> dict[str, Any]:
+    """The fields of one access line: who asked (e-mail or key name), what, with which backend, how it went."""
+    state = scope.get("state", {})
+    return {
+        "request_id": state.get("request_id"),
+        "method": scope.get("method"),
+        "path": scope.get("path"),
+        "route": route_label(scope),
+        "status": status,
+        "duration_ms": round(elapsed_s * 1000, 2),
+        "ttft_ms": timings.get("ttft_ms"),
+        "model": state.get("model") or None,
+        "backend": state.get("backend"),
+        "principal": state.get("principal"),
+        "principal_kind": state.get("principal_kind"),
+        "auth_error": state.get("auth_error"),
+    }
 
 
 class RequestIdFilter(logging.Filter):
@@ -150,7 +187,8 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
-_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime"}
+# uvicorn adds ``color_message`` (its message with terminal colours) to its records: not for a log file.
+_STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message", "asctime", "color_message"}
 
 
 class JsonFormatter(logging.Formatter):
@@ -188,3 +226,4 @@ def configure_logging(level: str, fmt: str) -> None:
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s]: %(message)s"))
     root.addHandler(handler)
     root.setLevel(level.upper())
+    logging.captureWarnings(True)  # library warnings become log lines in the same format

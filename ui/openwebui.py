@@ -11,7 +11,9 @@ Run one against a service on port 8000::
 
 The environment below starts it offline (no model downloads, no telemetry, no update check), with
 the environment authoritative over its stored settings, and without the title/tag/follow-up
-requests it would otherwise send to our model after every answer.
+requests it would otherwise send to our model after every answer. Its state (database, and the
+secret that signs its log-in sessions) stays in its data directory, so a restart keeps everyone
+logged in; the service's ``rag`` model is shown to every user, not only to administrators.
 """
 
 from __future__ import annotations
@@ -34,6 +36,23 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VENV = REPO / ".venv-openwebui"
 # Open WebUI's own variables that share our RAG_ prefix; our service must never see them.
 OPENWEBUI_RAG_VARS = ("RAG_EMBEDDING_ENGINE",)
+# In the data directory: the secret that signs Open WebUI's session tokens (a new one logs everyone out).
+SECRET_FILE = "webui-secret-key"
+
+
+def session_secret(data_dir: Path) -> str:
+    """The data directory's ``WEBUI_SECRET_KEY``, made (owner-readable only) on first use."""
+    path = data_dir / SECRET_FILE
+    if path.is_file():
+        secret = path.read_text(encoding="utf-8").strip()
+        if secret:
+            return secret
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(secret + "\n")
+    return secret
 
 
 def openwebui_env(
@@ -64,7 +83,11 @@ def openwebui_env(
             # The environment, not the settings stored in its database at first start, decides.
             "ENABLE_PERSISTENT_CONFIG": "false",
             "WEBUI_AUTH": "true" if auth else "false",
-            "WEBUI_SECRET_KEY": env.get("WEBUI_SECRET_KEY") or secrets.token_urlsafe(24),
+            # Stable across restarts: sessions signed with it stay valid.
+            "WEBUI_SECRET_KEY": env.get("WEBUI_SECRET_KEY") or session_secret(data_dir),
+            # Open WebUI 0.12 shows a model without an access grant to administrators only; the service
+            # decides what each caller may read, so every signed-in user sees the 'rag' model.
+            "BYPASS_MODEL_ACCESS_CONTROL": "true",
             # Offline: no model downloads (its document embedder would be a sentence-transformers model).
             "OFFLINE_MODE": "true",
             "HF_HUB_OFFLINE": "1",
@@ -106,6 +129,8 @@ def start(
     api_key: str = "x",
 ) -> subprocess.Popen[bytes]:
     """Start ``open-webui serve`` on 127.0.0.1:``port`` (not waiting for it; see :func:`wait_healthy`)."""
+    # Absolute: the process runs inside data_dir, where a relative DATA_DIR would point one level deeper.
+    data_dir = data_dir.resolve()
     data_dir.mkdir(parents=True, exist_ok=True)
     env = openwebui_env(rag_base_url, data_dir, auth=auth, api_key=api_key)
     cmd = [str(openwebui_executable(venv)), "serve", "--host", "127.0.0.1", "--port", str(port)]
@@ -138,7 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m ui.openwebui", description=__doc__.split("\n\n")[0])
     parser.add_argument("--rag-url", default="http://127.0.0.1:8000/v1", help="the service's OpenAI base URL")
     parser.add_argument("--port", type=int, default=8080, help="Open WebUI's port on 127.0.0.1")
-    parser.add_argument("--data-dir", type=Path, help="Open WebUI's state (default: a temporary folder)")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        default=Path(os.environ.get("RAG_DATA_DIR") or ".rag") / "open-webui",
+        help="Open WebUI's state: users, chats, the session secret (default: $RAG_DATA_DIR/open-webui, "
+        "i.e. .rag/open-webui)",
+    )
+    parser.add_argument(
+        "--temporary", action="store_true", help="use a fresh temporary data directory, removed at exit"
+    )
     parser.add_argument("--venv", type=Path, default=DEFAULT_VENV, help="Open WebUI's virtualenv")
     parser.add_argument("--auth", action="store_true", help="require login (default: single-user, no login)")
     parser.add_argument(
@@ -148,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
         "(default: $OPENAI_API_KEY, else 'x', which only a service without an access file accepts)",
     )
     args = parser.parse_args(argv)
-    data_dir = args.data_dir or Path(tempfile.mkdtemp(prefix="open-webui-"))
+    data_dir = Path(tempfile.mkdtemp(prefix="open-webui-")) if args.temporary else args.data_dir
     try:
         process = start(args.rag_url, args.port, data_dir, venv=args.venv, auth=args.auth, api_key=args.api_key)
     except FileNotFoundError as e:
@@ -173,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
                 process.wait(timeout=20)
             except subprocess.TimeoutExpired:
                 process.kill()
-        if args.data_dir is None:
+        if args.temporary:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 

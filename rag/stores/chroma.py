@@ -439,7 +439,7 @@ def _settings() -> Any:
 
 
 def from_url(url: BackendURL, settings: Settings) -> ChromaStore:
-    """``chroma:///abs/dir``, ``chroma://relative/dir``, ``chroma+http(s)://host:port``."""
+    """``chroma://`` (``<data_dir>/chroma``), ``chroma:///abs/dir``, ``chroma://relative/dir``, ``chroma+http(s)://host:port``."""
     import chromadb
 
     collection = settings.store.collection
@@ -449,8 +449,8 @@ def from_url(url: BackendURL, settings: Settings) -> ChromaStore:
             f"letter or digit; got {collection!r}"
         )
     if url.scheme == "chroma":
-        path = local_path(url)
-        if not str(path) or str(path) == ".":
+        path = local_path(url, settings.data_dir)
+        if path == Path.cwd():
             raise ConfigError(f"chroma:// needs a directory, like chroma:///var/lib/rag/chroma; got {url.raw!r}")
         # The lexical index sits next to the Chroma directory, never inside it (Chroma owns that tree).
         lex = path.parent / f"{path.name}-lexical" / f"{collection}.json"

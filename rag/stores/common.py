@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -122,11 +123,42 @@ def not_found(collection: str, where: str) -> CollectionNotFound:
     )
 
 
-def local_path(url: BackendURL) -> Path:
-    """The filesystem path of an embedded store URL: host plus path as written (``x://.rag/db`` = ``./.rag/db``)."""
+# Embedded stores: what a bare ``scheme://`` (no path) means, inside data_dir.
+EMBEDDED_DEFAULTS = {"chroma": "chroma", "milvus+lite": "milvus.db"}
+# Store servers: the port a URL without one means.
+SERVER_PORTS = {"chroma+http": 8000, "chroma+https": 443, "milvus": 19530, "milvus+https": 443}
+
+
+def local_path(url: BackendURL, data_dir: Path) -> Path:
+    """The absolute path of an embedded store URL.
+
+    A bare ``chroma://`` (``milvus+lite://``) is ``<data_dir>/chroma`` (``<data_dir>/milvus.db``); a
+    written path means what it says: absolute (``chroma:///var/lib/rag/chroma``) or relative to the
+    working directory (``chroma://.rag/chroma`` = ``./.rag/chroma``).
+    """
     parts = urlsplit(url.raw)
     # BackendURL.host is lower-cased by urlsplit; the raw netloc keeps the case of a relative path.
-    return Path(parts.netloc + parts.path)
+    written = parts.netloc + parts.path
+    path = Path(written) if written else data_dir / EMBEDDED_DEFAULTS.get(url.scheme, url.scheme)
+    return path.absolute()
+
+
+def store_location(store_url: str, data_dir: Path) -> str:
+    """Where a store's data really is: the real absolute path of an embedded store, a server's normalised URL.
+
+    Two URLs naming one store give one location (``chroma://`` with data_dir ``/d`` and ``chroma:///d/chroma``;
+    ``milvus://m`` and ``milvus://m:19530``), and two stores never share one, whatever the working directory.
+    """
+    from rag.registry import parse_url
+
+    url = parse_url(store_url)
+    if url.scheme in EMBEDDED_DEFAULTS:
+        return f"{url.scheme}://{os.path.realpath(local_path(url, data_dir))}"
+    if url.scheme in SERVER_PORTS:
+        query = "&".join(f"{k}={v}" for k, v in sorted(url.query.items()))
+        where = f"{url.scheme}://{url.host or 'localhost'}:{url.port or SERVER_PORTS[url.scheme]}{url.path.rstrip('/')}"
+        return where + (f"?{query}" if query else "")
+    return store_url  # memory://: lives in one process, named by its URL
 
 
 def batched(items: Sequence[T], size: int) -> Iterator[Sequence[T]]:

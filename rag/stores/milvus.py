@@ -584,7 +584,7 @@ class MilvusStore:
 
 
 def from_url(url: BackendURL, settings: Settings) -> MilvusStore:
-    """``milvus+lite:///path/rag.db``, ``milvus://host:19530``, ``milvus+https://host:443``."""
+    """``milvus+lite://`` (``<data_dir>/milvus.db``), ``milvus+lite:///path/rag.db``, ``milvus://host:19530``."""
     collection = settings.store.collection
     if not _NAME.match(collection):
         raise ConfigError(
@@ -592,7 +592,7 @@ def from_url(url: BackendURL, settings: Settings) -> MilvusStore:
             f"underscore (at most 255); got {collection!r}"
         )
     if url.scheme == "milvus+lite":
-        path = local_path(url)
+        path = local_path(url, settings.data_dir)
         if path.suffix != ".db":
             raise ConfigError(
                 f"Milvus Lite needs a file ending in .db, like milvus+lite:///data/rag.db; got {url.raw!r}"

@@ -168,7 +168,7 @@ def test_image_environment_is_valid_configuration_for_a_read_only_pod(monkeypatc
     data_dir = Path(env["RAG_DATA_DIR"])
     assert settings.data_dir == data_dir == Path(chart_values()["config"]["data_dir"])
     # The embedded store must live on the data volume: everything else is read-only.
-    store = local_path(parse_url(settings.store.url))
+    store = local_path(parse_url(settings.store.url), settings.data_dir)
     assert store.is_absolute() and data_dir in store.parents, f"{settings.store.url} is outside {data_dir}"
     assert settings.server.host == "0.0.0.0", "the service must bind every interface in a container"
     for name in ("HOME", "XDG_CACHE_HOME", "XDG_CONFIG_HOME", "HF_HOME", "MPLCONFIGDIR"):

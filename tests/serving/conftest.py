@@ -15,6 +15,7 @@ Real-process API (reusable by the end-to-end tests):
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -35,7 +36,7 @@ from rag.pipeline import Pipeline
 from rag.registry import make_embedder, make_store
 from rag.types import Chunk
 from serving.app import create_app
-from tests.procs import free_port
+from tests.procs import free_port, stop
 from tests.serving.doubles import ScriptedChat
 
 REPO = Path(__file__).resolve().parents[2]
@@ -259,3 +260,58 @@ STORE_URLS = ["chroma://{data_dir}/chroma", "milvus+lite://{data_dir}/rag.db"]
 def store_url(request: pytest.FixtureRequest) -> str:
     """Each on-disk store URL in turn (``{data_dir}`` is filled in by ``start_rag_server``)."""
     return str(request.param)
+
+
+# --------------------------------------------------------------------------------------------------
+# The real ``rag serve`` command
+# --------------------------------------------------------------------------------------------------
+
+
+class Served:
+    """A running ``rag serve`` whose stderr is read back as JSON lines."""
+
+    def __init__(self, url: str, stderr: Path, process: subprocess.Popen[bytes]) -> None:
+        self.url, self.stderr, self.process = url, stderr, process
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Every stderr line, each parsed as one JSON object (fails on any other line)."""
+        text = self.stderr.read_text(errors="replace")
+        return [json.loads(line) for line in text.splitlines() if line.strip()]
+
+    def access(self, request_id: str) -> dict[str, Any]:
+        """The access line of one request (waits briefly: it is written after the last byte)."""
+        for _ in range(50):
+            found = [x for x in self.lines() if x["logger"] == "serving.access" and x.get("request_id") == request_id]
+            if found:
+                assert len(found) == 1, found
+                return found[0]
+            time.sleep(0.1)
+        raise AssertionError(f"no access line for {request_id}:\n{self.stderr.read_text()}")
+
+
+def start_serve(
+    tmp: Path, *, docs: Path | None = None, env: dict[str, str] | None = None, embed_url: str = "hash://"
+) -> Served:
+    """The real ``python -m onprem_rag serve`` over a Chroma store in ``tmp/data``, ``docs`` ingested first."""
+    data_dir = tmp / "data"
+    server_env = _server_env(data_dir, f"chroma://{data_dir}/chroma", "extractive://", embed_url, env or {})
+    if docs is not None:
+        _ingest(server_env, docs)
+    port = free_port()
+    stderr = tmp / "stderr.log"
+    cmd = [sys.executable, "-m", "onprem_rag", "serve", "--port", str(port)]
+    with stderr.open("wb") as err, (tmp / "stdout.log").open("wb") as out:
+        process = subprocess.Popen(cmd, env=server_env, cwd=REPO, stdout=out, stderr=err)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 300  # loading MiniLM on a busy shared machine can take minutes
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"rag serve exited: {stderr.read_text()}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+                return Served(url, stderr, process)
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    stop(process)
+    raise RuntimeError(f"rag serve did not start: {stderr.read_text()}")

@@ -159,14 +159,15 @@ async def test_unsigned_token_algorithm_none_is_refused(make_client: Client) -> 
     assert r.status_code == 401
 
 
-async def test_plain_open_webui_headers_are_not_trusted_unless_configured(make_client: Client) -> None:
+async def test_plain_open_webui_headers_are_refused_unless_trusted(make_client: Client) -> None:
     forged = {
         "X-OpenWebUI-User-Id": "u-42",
         "X-OpenWebUI-User-Email": "boss@hr.lab.org",
         "X-OpenWebUI-User-Role": "auditor",
     }
     client = await make_client()
-    assert "s1" not in await hit_ids(client, forged)
+    r = await client.post("/v1/search", json={"query": "GPU"}, headers=forged)
+    assert r.status_code == 401 and r.json()["error"]["code"] == "user_headers_untrusted"
     trusting = await make_client(auth={"trust_openwebui_headers": True})
     assert "s1" in await hit_ids(trusting, forged)
 
