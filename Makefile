@@ -34,6 +34,7 @@ BENCH_QSKIP = $(if $(BENCH_CORPUS),$(if $(BENCH_QUESTIONS),,echo "skipped: needs
 BENCH_PY = PYTHONPATH=. HF_HUB_OFFLINE=1 ANONYMIZED_TELEMETRY=False TOKENIZERS_PARALLELISM=false .venv/bin/python
 bench:          ## every benchmark (hours): JSON in bench-results/, pages in docs/benchmarks/; BENCH_DATA=shared data folder
 	mkdir -p $(BENCH_OUT) $(BENCH_PAGES)
+	scripts/install_bench.sh
 	$(BENCH_PY) benchmarks/ingest.py --data $(BENCH_DATA) --out $(BENCH_OUT)/ingest.json --page $(BENCH_PAGES)/ingest.md $(BENCH_OWN)
 	$(BENCH_PY) benchmarks/batching.py --data $(BENCH_DATA) --out $(BENCH_OUT)/batching.json --page $(BENCH_PAGES)/batching.md $(BENCH_OWN)
 	$(BENCH_QSKIP) $(BENCH_PY) benchmarks/retrieval.py --data $(BENCH_DATA) --out $(BENCH_OUT) --page $(BENCH_PAGES)/retrieval.md $(BENCH_OWN)

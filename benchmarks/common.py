@@ -159,7 +159,7 @@ def write_page(
         "- **Settings:** " + "; ".join(f"{k} = {v}" for k, v in settings.items()),
         "",
     ]
-    text = "\n".join(header) + body.strip() + "\n"
+    text = "\n".join(header) + "\n" + body.strip() + "\n"
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")

@@ -425,7 +425,9 @@ measurement.
 
 
 def _child_cmd(kind: str, work: Path, models: Path, args: argparse.Namespace) -> list[str]:
-    cmd = [sys.executable, __file__, "--child", kind, "--work", str(work), "--models", str(models),
+    # The frameworks run from .venv-bench (scripts/install_bench.sh), layered over the project's packages.
+    python = args.frameworks_python if kind in ("langchain", "llamaindex") else sys.executable
+    cmd = [str(python), __file__, "--child", kind, "--work", str(work), "--models", str(models),
            "--data", str(args.data)]  # fmt: skip
     if args.corpus is not None:
         cmd += ["--quality-corpus", str(args.corpus)]
@@ -474,6 +476,8 @@ def run_child(
         out["process_wall_s"] = wall
         out["load_average"] = os.getloadavg()[0]
         log.append({"kind": kind, "corpus": str(corpus), **out})
+        with args.out.with_suffix(".runs.jsonl").open("a", encoding="utf-8") as f:  # survives an interrupted run
+            f.write(json.dumps(log[-1]) + "\n")
         print(f"  {kind:<22} {corpus.name:<10} "
               f"{out.get('chunks_per_s', 0):7.1f} chunks/s  {out.get('seconds', 0):7.2f} s  "
               f"rss {out['peak_rss_mb']:.0f} MB  load {out['load_average']:.1f}", flush=True)  # fmt: skip
@@ -512,7 +516,8 @@ def markdown(res: dict[str, Any]) -> str:
             other = kind in ("langchain", "llamaindex")
             speedup = f"{ours['docs_per_s'] / row['docs_per_s']:.2f}×" if other else ""
             docs_s = f"{row['docs_per_s']:.1f}" if "docs_per_s" in row else ""
-            lines.append(f"| {cname} | {kind} | {row.get('docs', '')} | {row['chunks']:.0f} | {rate} | {docs_s} "
+            docs = f"{row['docs']:.0f}" if "docs" in row else ""
+            lines.append(f"| {cname} | {kind} | {docs} | {row['chunks']:.0f} | {rate} | {docs_s} "
                          f"| {vs} | {vs_plan} | {speedup} | {row['peak_rss_mb']:.0f} |")  # fmt: skip
         for other in ("langchain", "llamaindex"):
             x = ours["docs_per_s"] / p[other]["docs_per_s"]
@@ -532,6 +537,15 @@ def markdown(res: dict[str, Any]) -> str:
             f"({100 * row['changed_docs'] / row['docs']:.1f} %): {row['changed_s']:.2f} s = "
             f"{100 * row['changed_s'] / row['seconds']:.1f} % of full, {row['changed_embedded']:.0f} chunks embedded |"
         )
+    if res["quality"]:
+        lines += quality_markdown(res)
+    lines += ["", *ceiling_markdown(res)]
+    return "\n".join(lines) + "\n"
+
+
+def quality_markdown(res: dict[str, Any]) -> list[str]:
+    """Backend quality: dense nDCG@10 and cosine to torch fp32."""
+    lines: list[str] = []
     q0 = next(iter(res["quality"].values()))
     lines += [
         "",
@@ -544,8 +558,7 @@ def markdown(res: dict[str, Any]) -> str:
         nd = "" if q["ndcg@10"] is None else f"{q['ndcg@10']:.4f}"
         delta = "" if q["ndcg@10"] is None or base is None else f"{q['ndcg@10'] - base:+.4f}"
         lines.append(f"| {b} | {nd} | {delta} | {q['chunks_per_s']:.1f} | {q['cos_mean']:.5f} / {q['cos_min']:.5f} |")
-    lines += ["", *ceiling_markdown(res)]
-    return "\n".join(lines) + "\n"
+    return lines
 
 
 def ceiling_markdown(res: dict[str, Any]) -> list[str]:
@@ -556,7 +569,7 @@ def ceiling_markdown(res: dict[str, Any]) -> list[str]:
         "### The ceiling",
         "",
         f"Matrix multiplies at the model's linear-layer shapes ({g['tokens']} rows × 384/1536, {g['threads']} "
-        "torch threads, 7 × 5 repetitions):",
+        "torch threads, 7 × 5 repetitions, once in every round; median and min–max over the rounds):",
         "",
         "| dtype | GEMM GFLOP/s median (min–max) |",
         "|---|---|",
@@ -623,6 +636,8 @@ def parent_main(args: argparse.Namespace) -> None:
     models = tmp / "models"
     models.mkdir()
     log: list[dict[str, Any]] = []
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".runs.jsonl").write_text("", encoding="utf-8")
     try:
         if args.corpus is not None:
             corpora = {f"{args.corpus.name} (text files)": copy_text_files(args.corpus, tmp / "corpus")}
@@ -636,11 +651,9 @@ def parent_main(args: argparse.Namespace) -> None:
         fast = args.backend or chosen["backend"]
         reason = chosen["backend_reason"] if not args.backend else "forced by --backend"
         print(f"backend of ours: {fast} ({reason})", flush=True)
-        gemm = run_once(f"gemm:{2048}", models, args)
-        fp32, bf16 = (gemm[d]["flops_per_s"] / 1e9 for d in ("fp32", "bf16"))
-        print(f"  gemm fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s", flush=True)
         quality: dict[str, dict[str, Any]] = {}
-        for b in ["torch"] + [b for b in args.backends.split(",") if b and b != "torch"]:  # also exports ONNX
+        wanted = [] if args.backends == "none" else ["torch", *(b for b in args.backends.split(",") if b != "torch")]
+        for b in [b for b in wanted if b]:  # also exports ONNX
             q = run_once(f"quality:{b}", models, args)
             cos = (q["vectors"] * quality["torch"]["vectors"]).sum(1) if quality else (q["vectors"] ** 2).sum(1)
             q["cos_mean"], q["cos_min"] = float(cos.mean()), float(cos.min())
@@ -652,8 +665,12 @@ def parent_main(args: argparse.Namespace) -> None:
             q.pop("vectors")
         kinds = [f"raw:{fast}", f"rawplan:{fast}", f"ours:{args.backend or 'auto'}", "langchain", "llamaindex"]
         runs: dict[str, dict[str, list[dict[str, Any]]]] = {c: {k: [] for k in kinds} for c in corpora}
+        gemms: list[dict[str, Any]] = []
         for r in range(args.rounds):
             print(f"round {r + 1}/{args.rounds}", flush=True)
+            gemms.append(run_once("gemm:2048", models, args))  # in every round: under the same load as the rest
+            fp32, bf16 = (gemms[-1][d]["flops_per_s"] / 1e9 for d in ("fp32", "bf16"))
+            print(f"  gemm fp32 {fp32:.0f} GFLOP/s, bf16 {bf16:.0f} GFLOP/s", flush=True)
             order = kinds[r % len(kinds) :] + kinds[: r % len(kinds)]  # rotate, so no pipeline always goes first
             for cname, path in corpora.items():
                 for kind in order:
@@ -668,7 +685,19 @@ def parent_main(args: argparse.Namespace) -> None:
             "backend": fast,
             "backend_reason": reason,
             "forced": bool(args.backend),
-            "gemm": gemm,
+            "gemm": {
+                "tokens": gemms[0]["tokens"],
+                "threads": gemms[0]["threads"],
+                **{
+                    d: {
+                        "flops_per_s": statistics.median(g[d]["flops_per_s"] for g in gemms),
+                        "min": min(g[d]["flops_per_s"] for g in gemms),
+                        "max": max(g[d]["flops_per_s"] for g in gemms),
+                        "rounds": [g[d]["flops_per_s"] for g in gemms],
+                    }
+                    for d in ("fp32", "bf16")
+                },
+            },
             "quality": quality,
             "corpora": {},
         }
@@ -699,7 +728,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("bench-results/ingest.json"))
     parser.add_argument("--docs", type=int, default=1000, help="HotpotQA passages written out as files")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--backends", default="torch-bf16,onnx,onnx-int8", help="backends of the quality table")
+    parser.add_argument(
+        "--backends", default="torch-bf16,onnx,onnx-int8", help="backends of the quality table ('none': no table)"
+    )
     parser.add_argument("--backend", default="", help="force the backend of ours (default: the default settings)")
     parser.add_argument("--quick", action="store_true", help="200 passages, one round")
     parser.add_argument("--render", type=Path, help="only write the markdown of a saved result JSON")
@@ -707,6 +738,13 @@ def main() -> None:
         parser,
         corpus="measure this folder's text files (.md, .txt, .html) instead of the handbook and HotpotQA",
         questions="with --corpus: eval cases whose gold sources name files of it (adds dense nDCG@10 per backend)",
+    )
+    bench_python = REPO / ".venv-bench" / "bin" / "python"
+    parser.add_argument(
+        "--frameworks-python",
+        type=Path,
+        default=bench_python if bench_python.exists() else Path(sys.executable),
+        help="Python with LangChain and LlamaIndex (default: .venv-bench from scripts/install_bench.sh)",
     )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)

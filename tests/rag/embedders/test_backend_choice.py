@@ -175,3 +175,30 @@ async def test_auto_does_not_follow_a_collection_of_another_model(tmp_path: Path
         await store.open(auto.info, create=False)
     await store.close()
     assert auto.backend == before
+
+
+def test_the_ingest_summary_says_which_backend_ran_and_why(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Backups\n\nBackups run nightly.\n", encoding="utf-8")
+    env = os.environ | {
+        "RAG_DATA_DIR": str(tmp_path / "data"),
+        "RAG_STORE__URL": f"chroma://{tmp_path}/chroma",
+        "RAG_EMBED__URL": "st://all-MiniLM-L6-v2",
+        "HF_HUB_OFFLINE": "1",
+        "ANONYMIZED_TELEMETRY": "False",
+    }
+    report = tmp_path / "report.json"
+    done = subprocess.run(
+        [sys.executable, "-m", "onprem_rag", "ingest", str(docs), "--report", str(report)],
+        capture_output=True, text=True, env=env, timeout=600, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = json.loads(report.read_text(encoding="utf-8"))["embedder"]
+    expected = probe.candidates("cpu")[0]
+    assert line.startswith(MODEL) and f"(backend {expected}: auto: probe: min cosine" in line
+    assert "embedder" in done.stdout
