@@ -44,8 +44,10 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from retrieval import CachedEmbedder, LoadedSet, chunks_of, load_set  # noqa: E402
+from retrieval import CachedEmbedder, LoadedSet, chunks_of, load_own, load_set  # noqa: E402
 
+from benchmarks.common import add_data_options, check_data_options, command, now, write_page  # noqa: E402
+from benchmarks.common import machine as machine_info  # noqa: E402
 from eval.dataset import Case  # noqa: E402
 from eval.metrics import answer_f1, normalize_squad  # noqa: E402
 from rag.config import ChatSettings, Settings, StoreSettings  # noqa: E402
@@ -57,6 +59,14 @@ from rag.registry import make_chat, make_embedder, make_store  # noqa: E402
 from rag.types import ChatRequest, GenParams, Message, ScoredChunk  # noqa: E402
 
 SETS = ("xquad_en", "allganize_ko_rag")
+WHAT = """\
+What is measured: each sampled question is answered twice with the default settings, through retrieval
+(`Pipeline.prepare` over a memory store of the whole corpus, k = 5) and as an oracle (the gold passage the
+only source), so the difference is what retrieval costs at the answer level. `gold cited`: the answer cites a
+gold passage; `gold retrieved`: a gold passage is among the sources; `F1`: SQuAD token F1 (English) or KorQuAD
+character F1 (Korean); `contains`: the normalised answer contains a gold answer (English); `correct & cited`:
+contains (English) or F1 ≥ 0.5 (Korean) together with a gold citation.
+"""
 KO_CORRECT_F1 = 0.5
 COLS = ("gold retrieved", "gold cited", "contains", "F1", "correct & cited", "s/answer")
 GGUF_ALIAS = "gemma3-270m"
@@ -219,7 +229,7 @@ def machine() -> str:
 
 async def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True)
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="folder of the shared data sets")
     ap.add_argument("--limit", default="100", help="questions per set: '50' or 'xquad_en=50,allganize_ko_rag=20'")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--sets", default=",".join(SETS))
@@ -231,9 +241,24 @@ async def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--threads", type=int, default=1, help="with --gguf: llama.cpp threads")
     ap.add_argument("--cache", type=Path, default=REPO / "benchmarks" / ".cache")
     ap.add_argument("--out", type=Path, default=Path("bench-results"))
+    add_data_options(
+        ap,
+        corpus="your documents (any format ingestion reads) instead of the shared sets; needs --questions",
+        questions="your eval cases: gold answers and gold sources naming files of --corpus",
+    )
     args = ap.parse_args(argv)
+    check_data_options(args)
+    if args.corpus is not None and args.questions is None:
+        raise SystemExit("--corpus needs --questions (answers are scored against gold answers and sources)")
     start = time.perf_counter()
-    sets = [s for s in args.sets.split(",") if s]
+    embedder = make_embedder(Settings())
+    if args.corpus is not None:
+        loaded = [await load_own(args.corpus, args.questions, args.cache, embedder, "minilm")]
+    else:
+        loaded = [
+            await load_set(name, args.data, args.cache, embedder, "minilm") for name in args.sets.split(",") if name
+        ]
+    sets = [ds.name for ds in loaded]
     per_set = limits(args.limit, sets)
     fold = args.gguf and not args.system_as_sent
     if args.gguf:
@@ -243,8 +268,6 @@ async def main(argv: Sequence[str] | None = None) -> None:
         answerer, tag = "extractive", "extractive"
     else:
         answerer, tag = args.chat, "chat"
-    embedder = make_embedder(Settings())
-    loaded = [await load_set(name, args.data, args.cache, embedder, "minilm") for name in sets]
     results, log = {}, []
     with llama_server(args.n_ctx, args.threads) if args.gguf else given(args.chat) as chat_url:
         if fold:  # the chat backend's fold_system option (rag.chat.wire_messages)
@@ -261,8 +284,10 @@ async def main(argv: Sequence[str] | None = None) -> None:
     with (args.out / f"answers-{tag}-answers.jsonl").open("w") as f:
         for row in log:
             f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    print(md)
-    print(f"wall {wall:.0f} s on {meta['machine']}")
+    run = {"machine": machine_info(), "command": command(), "date": now(), "wall_s": wall}
+    shown = {"answerer": answerer, "sets": ", ".join(f"{n} ({per_set[n]} questions)" for n in sets),
+             "seed": args.seed, "chat.max_tokens": args.max_tokens, "retrieval": "defaults, k = 5"}  # fmt: skip
+    print(write_page(args.page, title="Benchmark: answers", what=WHAT, run=run, settings=shown, body=md))
 
 
 if __name__ == "__main__":

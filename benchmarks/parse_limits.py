@@ -32,7 +32,6 @@ import asyncio
 import importlib.util
 import json
 import os
-import platform
 import resource
 import shutil
 import signal
@@ -49,6 +48,23 @@ from typing import Any
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from benchmarks.common import (  # noqa: E402
+    add_data_options,
+    check_data_options,
+    command,
+    machine,
+    machine_line,
+    now,
+    write_page,
+)
+
+WHAT = """\
+What is measured: bounded parsing. Peak resident memory (the worker and its parser process) and time of
+parsing and chunking, and of ingesting, one plain-text file of N MiB; and what hostile files (a zip bomb
+DOCX, a DOCX of huge XML, a 50 MB text dump) cost with the default limits: the outcome (the failure's
+reason), time and peak memory. Every measurement runs in a fresh process; memory is sampled every 0.1 s.
+"""
 HOTPOT = Path("multihop_en/hotpotqa/beir/corpus.jsonl")
 MiB = 1024 * 1024
 CHUNK_SIZE, CHUNK_OVERLAP = 300, 40
@@ -146,9 +162,11 @@ def child_ingest(folder: Path, work: Path, embed: str, size_mb: float, defaults:
 def child_main(args: argparse.Namespace) -> None:
     kind = args.child
     if kind == "chunk":
-        out = child_chunk(args.corpus, args.work)
+        out = child_chunk(args.child_corpus, args.work)
     else:
-        out = child_ingest(args.corpus, args.work, args.embed, args.size_mb, defaults=kind == "hostile")
+        out = child_ingest(
+            args.child_corpus, args.work, args.embed, args.size_mb, defaults=kind in ("hostile", "corpus")
+        )
     print("RESULT " + json.dumps(out), flush=True)
 
 
@@ -215,7 +233,7 @@ def run_child(tree: Path, argv: list[str], limits: argparse.Namespace) -> dict[s
     return result | {"tree_peak_rss_mb": peak, "process_wall_s": wall}
 
 
-def parent_main(args: argparse.Namespace) -> None:
+def parent_main(args: argparse.Namespace) -> dict[str, Any]:
     trees = dict(pair.split("=", 1) for pair in args.trees.split(","))
     kinds = args.kinds.split(",")
     sizes = [float(s) for s in args.sizes.split(",")]
@@ -249,13 +267,16 @@ def parent_main(args: argparse.Namespace) -> None:
                 plan += [(kind, name, 50.0) for name in args.hostile.split(",")]
             else:
                 plan += [(kind, f"{size:g}", size) for size in sizes]
+        if args.corpus is not None:  # the team's own folder, default limits: what each file costs, what is refused
+            files["corpus:own"] = args.corpus.resolve()
+            plan.append(("corpus", "own", 0.0))
         for kind, case, size in plan:
             for label, tree in trees.items():
                 scratch = Path(tempfile.mkdtemp(prefix="run-", dir=work))
-                corpus = files[f"hostile:{case}"] if kind == "hostile" else files[f"text:{case}"]
+                corpus = files[f"{kind}:{case}"] if kind in ("hostile", "corpus") else files[f"text:{case}"]
                 if kind == "chunk":
                     corpus = next(corpus.iterdir())
-                argv = ["--child", kind, "--corpus", str(corpus), "--work", str(scratch), "--embed", args.embed,
+                argv = ["--child", kind, "--child-corpus", str(corpus), "--work", str(scratch), "--embed", args.embed,
                         "--size-mb", str(size)]  # fmt: skip
                 row = {"kind": kind, "case": case, "tree": label} | run_child(Path(tree).resolve(), argv, args)
                 runs.append(row)
@@ -264,9 +285,9 @@ def parent_main(args: argparse.Namespace) -> None:
     finally:
         shutil.rmtree(work, ignore_errors=True)
     res = {
-        "command": " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
-        "machine": f"{os.cpu_count()} cores, {platform.machine()}, python {platform.python_version()}, "
-        f"{os.sysconf('SC_PHYS_PAGES') * os.sysconf('SC_PAGE_SIZE') / 2**30:.0f} GiB",
+        "command": command(),
+        "date": now(),
+        "machine": machine(),
         "load_average_start": load_start,
         "load_average_end": os.getloadavg(),
         "wall_s": time.perf_counter() - started,
@@ -281,15 +302,14 @@ def parent_main(args: argparse.Namespace) -> None:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(res, indent=2), encoding="utf-8")
-    md = markdown(res)
-    args.out.with_suffix(".md").write_text(md, encoding="utf-8")
-    print(md)
+    args.out.with_suffix(".md").write_text(markdown(res), encoding="utf-8")
+    return res
 
 
 def markdown(res: dict[str, Any]) -> str:
     """Tables of the runs: per MiB of text (chunk, ingest) and per hostile file."""
     lines = []
-    per_size = [r for r in res["runs"] if r["kind"] != "hostile"]
+    per_size = [r for r in res["runs"] if r["kind"] not in ("hostile", "corpus")]
     if per_size:
         lines += ["| kind | MiB of text | tree | chunks | s | CPU s | s per MiB | peak RSS MB (tree) "
                   "| RSS above start MB | MB RSS per MiB |", "|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
@@ -305,9 +325,9 @@ def markdown(res: dict[str, Any]) -> str:
                          f"| {r['cpu_s']:.1f} | {r['seconds'] / mb:.2f} | {peak:.0f} | {above:.0f} "
                          f"| {above / mb:.1f} |")  # fmt: skip
         lines.append("")
-    hostile = [r for r in res["runs"] if r["kind"] == "hostile"]
+    hostile = [r for r in res["runs"] if r["kind"] in ("hostile", "corpus")]
     if hostile:
-        lines += ["| hostile file | tree | outcome | s | peak RSS MB (tree) |", "|---|---|---|---|---|"]
+        lines += ["| hostile file (or --corpus) | tree | outcome | s | peak RSS MB (tree) |", "|---|---|---|---|---|"]
         for r in hostile:
             if "stopped" in r:
                 outcome = r["stopped"][:100]
@@ -319,13 +339,21 @@ def markdown(res: dict[str, Any]) -> str:
             lines.append(f"| {r['case']} | {r['tree']} | {outcome} | {seconds:.1f} | {r['tree_peak_rss_mb']:.0f} |")
         lines.append("")
     load = f"load average {res['load_average_start'][0]:.1f} at start, {res['load_average_end'][0]:.1f} at end"
-    lines.append(f"{res['machine']}; {load}; wall {res['wall_s']:.0f} s; `{res['command']}`")
+    mach = res["machine"] if isinstance(res["machine"], str) else machine_line(res["machine"])
+    lines.append(f"{mach}; {load}; wall {res['wall_s']:.0f} s")
     return "\n".join(lines) + "\n"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=Path("/work/shared/data"), help="shared data folder (HotpotQA)")
+    parser.add_argument(
+        "--data", type=Path, default=REPO.parent / "shared" / "data", help="shared data folder (HotpotQA)"
+    )
+    add_data_options(
+        parser,
+        corpus="also ingest this folder with the default limits: time, peak RSS and every refusal",
+        questions=None,
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-results/parse_limits.json"))
     parser.add_argument("--trees", default=f"this={REPO}", help="label=path,... code trees to compare")
     parser.add_argument("--kinds", default="chunk,ingest,hostile", help="chunk, ingest, hostile")
@@ -336,18 +364,17 @@ def main() -> None:
     parser.add_argument("--timeout-s", type=float, default=900, help="stop a run that takes longer")
     parser.add_argument("--render", type=Path, help="only write the markdown of a saved result JSON")
     parser.add_argument("--child", help=argparse.SUPPRESS)
-    parser.add_argument("--corpus", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--child-corpus", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--size-mb", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         child_main(args)
-    elif args.render:
-        res = json.loads(args.render.read_text(encoding="utf-8"))
-        args.render.with_suffix(".md").write_text(markdown(res), encoding="utf-8")
-        print(markdown(res))
-    else:
-        parent_main(args)
+        return
+    check_data_options(args)
+    res = json.loads(args.render.read_text(encoding="utf-8")) if args.render else parent_main(args)
+    print(write_page(args.page, title="Benchmark: parsing limits", what=WHAT, run=res, settings=res["settings"],
+                     body=markdown(res)))  # fmt: skip
 
 
 if __name__ == "__main__":

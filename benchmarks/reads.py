@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import platform
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ from pathlib import Path
 # Run as `python benchmarks/reads.py`, this file's folder comes first on sys.path and its ingest.py
 # would hide the `ingest` package.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ingest.loaders import FolderLoader, path_of  # noqa: E402
 from ingest.source import Item  # noqa: E402
@@ -108,7 +108,16 @@ async def run(root: Path, rounds: int) -> dict[str, object]:
     }
 
 
+WHAT = """\
+What is measured: reading every listed file of a folder the way ingestion does, in its read-ahead groups:
+the checked, link-refusing `FolderLoader.fetch_many` against a plain `Path.read_bytes`, interleaved over the
+rounds with the page cache warm (what a no-change re-sync reads); medians and their ratio; the listing too.
+"""
+
+
 def main() -> None:
+    from benchmarks.common import add_data_options, check_data_options, command, machine, now, write_page
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--docs", type=Path, help="a folder to read (default: a generated corpus)")
     parser.add_argument("--files", type=int, default=5000)
@@ -116,16 +125,29 @@ def main() -> None:
     parser.add_argument("--kb", type=float, default=2.0)
     parser.add_argument("--rounds", type=int, default=7)
     parser.add_argument("--out", type=Path, default=Path("bench-results/reads.json"))
+    add_data_options(parser, corpus="a folder to read (the same as --docs)", questions=None)
     args = parser.parse_args()
+    check_data_options(args)
+    folder = args.corpus or args.docs
+    started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        root = args.docs or write_corpus(Path(tmp) / "corpus", args.files, args.folders, args.kb)
+        root = folder or write_corpus(Path(tmp) / "corpus", args.files, args.folders, args.kb)
         result = asyncio.run(run(root, args.rounds))
-    corpus = str(args.docs) if args.docs else f"{args.files} files x {args.kb} KiB in {args.folders} folders"
-    result.update(machine=f"{platform.machine()} {platform.system()}, Python {platform.python_version()}")
+    corpus = str(folder) if folder else f"{args.files} files x {args.kb} KiB in {args.folders} folders"
+    run_info = {"machine": machine(), "command": command(), "date": now(), "wall_s": time.perf_counter() - started}
+    result.update(run_info)
     result["corpus"] = corpus
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     print(json.dumps(result, indent=2))
+    body = (
+        "| files | MiB | read-ahead groups | listing s | plain s | checked s | checked / plain |\n"
+        "|---|---|---|---|---|---|---|\n"
+        f"| {result['files']} | {result['bytes'] / 2**20:.1f} | {result['groups']} | {result['listing_s']} "
+        f"| {result['plain_s']} | {result['checked_s']} | {result['checked_over_plain']} |"
+    )
+    shown = {"corpus": corpus, "rounds": args.rounds}
+    write_page(args.page, title="Benchmark: folder reads", what=WHAT, run=run_info, settings=shown, body=body)
 
 
 if __name__ == "__main__":

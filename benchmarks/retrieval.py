@@ -34,6 +34,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import add_data_options, check_data_options, command, machine, now, write_page
 from eval.dataset import Case, CorpusDoc, from_beir
 from eval.metrics import hit_at_k, mrr_at_k, ndcg_at_k, recall_at_k
 from rag.config import RetrievalSettings, Settings, StoreSettings
@@ -46,6 +47,15 @@ from rag.seams import VectorStore
 from rag.types import Chunk, EmbedderInfo, ScoredChunk
 
 log = logging.getLogger("benchmarks.retrieval")
+
+REPO = Path(__file__).resolve().parents[1]
+WHAT = """\
+What is measured: retrieval quality (hit@1, hit@5, recall@10, MRR@10, nDCG@10) of dense search, BM25 with
+each tokeniser, plain reciprocal-rank fusion and the default hybrid, side by side on the same corpus and
+questions, with the bundled MiniLM embedder. Each set's questions are split into fixed dev / held-out
+halves (SHA-256 of the question id); tuned parameters are chosen on dev halves only and every metric is
+reported on the full set and on the held-out half.
+"""
 
 SETS = {
     "xquad_en": "xquad_en/beir",
@@ -94,6 +104,19 @@ async def load_set(name: str, data: Path, cache: Path, embedder: object, model: 
     qtexts = [c.question for c in imported.cases]
     queries = await embed_cached(qtexts, cache / name / f"{model}-queries", embedder)
     return LoadedSet(name, imported.cases, docs, vectors, queries)
+
+
+async def load_own(corpus: Path, questions: Path, cache: Path, embedder: object, model: str) -> LoadedSet:
+    """A team's own set: ``--corpus`` parsed as ingestion parses it (one unit per file), ``--questions``."""
+    from benchmarks.common import corpus_set
+
+    imported = corpus_set(corpus, questions)
+    docs = list(imported.corpus)
+    if not docs or not imported.cases:
+        raise SystemExit(f"--corpus {corpus} / --questions {questions}: no documents or no questions to measure")
+    vectors = await embed_cached([doc_text(d) for d in docs], cache / "own" / f"{model}-docs", embedder)
+    queries = await embed_cached([c.question for c in imported.cases], cache / "own" / f"{model}-queries", embedder)
+    return LoadedSet(corpus.name or "own", imported.cases, docs, vectors, queries)
 
 
 METRICS = ("hit@1", "hit@5", "recall@10", "mrr@10", "ndcg@10")
@@ -260,33 +283,48 @@ def markdown(results: dict[str, dict[str, object]], meta: dict[str, object]) -> 
 async def main(argv: Sequence[str] | None = None) -> None:
     """Parse options, run every set, write JSON and Markdown."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True, help="folder of the shared data sets")
+    ap.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data", help="folder of the shared data sets")
     ap.add_argument("--out", type=Path, default=Path("bench-results"), help="where retrieval.json/.md go")
     ap.add_argument("--cache", type=Path, default=Path("benchmarks/.cache"), help="embedding cache folder")
     ap.add_argument("--sets", default=",".join(SETS), help="comma-separated subset of " + ",".join(SETS))
     ap.add_argument("--stores", default="", help="also run the default hybrid through: memory,chroma,milvus+lite")
+    add_data_options(ap, corpus="your documents (any format ingestion reads) instead of the shared sets; needs "
+                     "--questions", questions="your eval cases with gold sources naming files of --corpus")  # fmt: skip
     args = ap.parse_args(argv)
+    check_data_options(args)
+    if args.corpus is not None and args.questions is None:
+        raise SystemExit("--corpus needs --questions (retrieval quality is measured against gold sources)")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     start = time.perf_counter()
     settings = RetrievalSettings()
     embedder = None
     results: dict[str, dict[str, object]] = {}
     with tempfile.TemporaryDirectory() as tmp:
-        for name in [s for s in args.sets.split(",") if s]:
-            if embedder is None:
-                embedder = make_embedder(Settings())
+        embedder = make_embedder(Settings())
+        stores = [s for s in args.stores.split(",") if s]
+        if args.corpus is not None:
+            ds = await load_own(args.corpus, args.questions, args.cache, embedder, "minilm")
+            results[ds.name] = await run_set(ds, settings, stores, Path(tmp) / "own")
+        for name in [s for s in args.sets.split(",") if s] if args.corpus is None else []:
             ds = await load_set(name, args.data, args.cache, embedder, "minilm")
-            stores = [s for s in args.stores.split(",") if s]
             results[name] = await run_set(ds, settings, stores, Path(tmp) / name)
     meta = {
         "machine": f"{os.cpu_count()} CPU cores, no GPU, {platform.machine()}, Python {platform.python_version()}",
         "wall_s": round(time.perf_counter() - start, 1),
         "settings": settings.model_dump(),
     }
+    run = {"machine": machine(), "command": command(), "date": now(), "wall_s": meta["wall_s"]}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "retrieval.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
-    (args.out / "retrieval.md").write_text(markdown(results, meta) + "\n")
-    print(markdown(results, meta))
+    (args.out / "retrieval.json").write_text(json.dumps({"meta": meta | run, "results": results}, indent=2))
+    body = markdown(results, meta)
+    (args.out / "retrieval.md").write_text(body + "\n")
+    shown = {
+        "sets": ", ".join(results),
+        "stores": args.stores or "in-process indexes",
+        "retrieval": "defaults (RetrievalSettings())",
+        "embedder": "st://all-MiniLM-L6-v2, embed.backend = auto",
+    }
+    print(write_page(args.page, title="Benchmark: retrieval", what=WHAT, run=run, settings=shown, body=body))
 
 
 if __name__ == "__main__":

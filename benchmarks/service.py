@@ -319,14 +319,72 @@ def load(clients: int, seconds: float) -> dict[str, Any]:
         setup.close()
 
 
+WHAT = """\
+What is measured: the service's own cost. Overhead: `POST /v1/search` through a real uvicorn process
+(driven by `wrk`) against the same `Pipeline.search` in a separate process, at concurrency 1 and 16, in
+alternating rounds, medians; then time to first token of a streamed chat through the service against the
+OpenAI-protocol fake backend directly. Load (`--load`): concurrent streaming chats for a fixed time, every
+response checked to be a complete stream, the service's memory sampled. The store is Chroma embedded with the
+hashing embedder, so the figures measure the service, not the embedding model.
+"""
+
+
+def use_own_data(corpus: Path | None, questions: Path | None) -> None:
+    """Seed the store with ``--corpus`` (one chunk per file, first 2,000 characters) and ask ``--questions``' first."""
+    from benchmarks.common import corpus_set, load_questions
+
+    if corpus is not None:
+        docs = list(corpus_set(corpus, None).corpus)
+        DOCS[:] = [
+            {"id": f"d{i}", "text": d.text[:2000] or d.title, "source": (corpus / d.id).resolve().as_uri(),
+             "title": d.title, "groups": ["public"]}
+            for i, d in enumerate(docs) if d.text or d.title
+        ]  # fmt: skip
+    if questions is not None:
+        first = load_questions(questions)[0].question
+        QUERY["query"] = first
+        CHAT["messages"] = [{"role": "user", "content": first}]
+
+
+def flat(result: Any, prefix: str = "") -> list[tuple[str, Any]]:
+    """The result's figures as (dotted name, value) rows."""
+    if isinstance(result, dict):
+        return [row for k, v in result.items() for row in flat(v, f"{prefix}{k}." if prefix or k else "")]
+    return [(prefix.rstrip("."), result)]
+
+
 if __name__ == "__main__":
+    from benchmarks.common import add_data_options, check_data_options, command, now, write_page
+    from benchmarks.common import machine as machine_info
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=None, help="per run (default 8; --load: 60)")
     parser.add_argument("--load", action="store_true", help="the bounded load run instead")
     parser.add_argument("--clients", type=int, default=64)
+    parser.add_argument("--out", type=Path, default=None, help="write the result JSON here")
+    add_data_options(
+        parser,
+        corpus="seed the store with this folder (one chunk per file) instead of 2,000 generated ones",
+        questions="send the first question of this eval case file instead of the built-in query",
+    )
     args = parser.parse_args()
+    check_data_options(args, questions_need_corpus=False)
+    use_own_data(args.corpus, args.questions)
+    started = time.perf_counter()
     print(f"machine: {machine()}", flush=True)
     result = load(args.clients, args.seconds or 60.0) if args.load else overhead(args.rounds, args.seconds or 8.0)
     print(json.dumps(result, indent=1))
     print(f"machine after: {machine()}")
+    run = {"machine": machine_info(), "command": command(), "date": now(), "wall_s": time.perf_counter() - started}
+    if args.out is not None:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(run | {"result": result}, indent=1), encoding="utf-8")
+    rows = "\n".join(f"| {k} | {v} |" for k, v in flat(result) if not isinstance(v, list) or len(v) <= 8)
+    shown = {"run": "load" if args.load else "overhead", "rounds": args.rounds,
+             "seconds per run": args.seconds or (60.0 if args.load else 8.0), "clients": args.clients,
+             "store": f"Chroma embedded, {len(DOCS)} chunks, hash:// embedder", "query": QUERY["query"],
+             "load average at end": f"{os.getloadavg()[0]:.1f}"}  # fmt: skip
+    body = "| figure | value |\n|---|---|\n" + rows
+    title = "Benchmark: service" + (" under load" if args.load else "")
+    write_page(args.page, title=title, what=WHAT, run=run, settings=shown, body=body)

@@ -62,8 +62,12 @@ def ingest(
     settings = _live(_settings(ctx))
     part = parse_shard(shard) if shard else None
 
+    embedder_used: Any = None
+
     async def go() -> Any:
+        nonlocal embedder_used
         embedder, store = make_embedder(settings), make_store(settings)
+        embedder_used = embedder
         try:
             with RichProgress(err) as progress:
                 return await ingest_source(
@@ -73,7 +77,16 @@ def ingest(
             await store.close()
             await embedder.close()
 
-    _finish(asyncio.run(go()).to_dict(), report)
+    _finish(asyncio.run(go()).to_dict() | {"embedder": _embedder_line(embedder_used)}, report)
+
+
+def _embedder_line(embedder: Any) -> str:
+    """Which embedder ran, with its inference backend and why it was chosen (st:// embedders)."""
+    if embedder is None:
+        return ""
+    backend = getattr(embedder, "backend", None)
+    reason = getattr(embedder, "backend_reason", "")
+    return f"{embedder.info.id} (backend {backend}: {reason})" if backend else embedder.info.id
 
 
 @ingest_app.command()
@@ -123,6 +136,8 @@ def _finish(summary: dict[str, Any], report: Path | None) -> None:
         value = summary.get(key, 0)
         table.add_row(key.replace("_", " "), str(len(value) if isinstance(value, list) else value))
     table.add_row("seconds", f"{summary.get('seconds', 0):.1f}")
+    if summary.get("embedder"):
+        table.add_row("embedder", str(summary["embedder"]))
     out.print(table)
     for warning in summary.get("warnings", []):
         err.print(f"[yellow]warning[/] {warning['source']}: {warning['reason']}")

@@ -331,8 +331,8 @@ async def ingest_source(
     cfg = settings.ingest
     loader = make_loader(source, cfg)
     chunker = Chunker(cfg.chunk_size, cfg.chunk_overlap, embedder)
-    recipe = f"{chunker.recipe}:{embedder.info.id}"
     await store.open(embedder.info, create=True)
+    recipe = f"{chunker.recipe}:{embedder.info.id}"  # after open: an ``auto`` embedder may follow the collection
     suffix = f"shard{shard[0]}of{shard[1]}" if shard else ""
     state = SyncState(state_path(settings.data_dir, settings.store.url, store.name, suffix))
     tally = _Tally()
@@ -410,8 +410,8 @@ async def ingest_documents(
     started = time.monotonic()
     ingested_at = time.time()
     chunker = Chunker(settings.ingest.chunk_size, settings.ingest.chunk_overlap, embedder)
-    recipe = f"{chunker.recipe}:{embedder.info.id}"
     await store.open(embedder.info, create=True)
+    recipe = f"{chunker.recipe}:{embedder.info.id}"  # after open: an ``auto`` embedder may follow the collection
     state = SyncState(state_path(settings.data_dir, settings.store.url, store.name))
     tally = _Tally()
     writer: _Writer | None = None

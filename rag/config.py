@@ -54,10 +54,12 @@ class EmbedSettings(BaseModel):
         description="Ingestion: most padded tokens per embedding call (texts × the longest one's tokens), so "
         "long chunks go in smaller batches and short ones are not padded to them; 0 = batch_size only.",
     )
-    backend: Literal["torch", "torch-bf16", "onnx", "onnx-int8"] = Field(
-        "torch",
-        description="Inference backend of st:// embedders: torch fp32, bf16 autocast, ONNX Runtime, or ONNX "
-        "with int8 weights (exported once, cached in data_dir/models).",
+    backend: Literal["auto", "torch", "torch-bf16", "onnx", "onnx-int8"] = Field(
+        "auto",
+        description="Inference backend of st:// embedders: 'auto' = the fastest this machine supports (bf16 "
+        "autocast with native CPU bf16 or a GPU, else ONNX, else fp32), checked once against fp32 on a probe "
+        "batch (cached in data_dir/models) and following the precision an existing collection was built with; "
+        "or explicitly torch fp32, torch-bf16, onnx, onnx-int8 (int8 weights).",
     )
     query_prefix: str = Field("", description="Prepended to queries (e.g. 'query: ' for e5 models).")
     document_prefix: str = Field("", description="Prepended to passages (e.g. 'passage: ' for e5).")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -103,10 +103,18 @@ def matches(chunk: Chunk, flt: Filter | None) -> bool:
 
 @dataclass(frozen=True)
 class EmbedderInfo:
-    """The identity a collection records so it can refuse a different embedder."""
+    """The identity a collection records so it can refuse a different embedder.
+
+    ``id`` is what the collection records: the model, with the precision of its vectors after a ``+`` when
+    it is not fp32 (``MODEL+bf16``), so vectors of different precisions never mix. ``follow``, when set,
+    lets the embedder switch to the precision a collection recorded (``MODEL`` or ``MODEL+bf16``): it
+    returns the new identity, or None when the recorded id is not one it can produce.
+    """
 
     id: str
     dim: int
+    precision: str = "fp32"
+    follow: Callable[[str], EmbedderInfo | None] | None = field(default=None, compare=False, repr=False)
 
 
 Role = Literal["system", "user", "assistant", "tool"]

@@ -3,10 +3,16 @@
 ``st://NAME`` loads a bundled model by alias, ``st:///abs/path`` loads a model directory.
 Models are never fetched from a hub: HF_HUB_OFFLINE is forced on before the library loads.
 
-Inference backends (``embed.backend``): ``torch`` (fp32), ``torch-bf16`` (bf16 autocast on the CPU),
-``onnx`` (the transformer exported once with ``torch.onnx.export`` and run by onnxruntime; pooling and
-normalisation as the model's sentence-transformers config says) and ``onnx-int8`` (that export with
-onnxruntime dynamic int8 quantisation of the weights). Exports are cached under ``data_dir/models``.
+Inference backends (``embed.backend``): ``auto`` (the default: the fastest backend this machine supports
+that matches fp32 on a probe batch, see ``rag.embedders.probe``), ``torch`` (fp32), ``torch-bf16`` (bf16
+autocast on the CPU, or the GPU), ``onnx`` (the transformer exported once with ``torch.onnx.export`` and
+run by onnxruntime; pooling and normalisation as the model's sentence-transformers config says) and
+``onnx-int8`` (that export with onnxruntime dynamic int8 quantisation of the weights). Exports are cached
+under ``data_dir/models``.
+
+The identity a collection records carries the precision (``MODEL+bf16``, ``MODEL+int8``; fp32 is the bare
+model id). With ``auto``, opening a collection built at another precision switches this embedder to that
+precision (``follow``) instead of refusing it; an explicit backend is refused by such a collection.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag.config import set_library_environment
+from rag.embedders import probe
 from rag.errors import ConfigError, MissingExtra
 from rag.types import EmbedderInfo
 
@@ -34,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("torch", "torch-bf16", "onnx", "onnx-int8")
+BACKENDS = ("auto", "torch", "torch-bf16", "onnx", "onnx-int8")
 BUNDLED_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "bundled"}
 
 
@@ -78,7 +85,7 @@ class SentenceTransformerEmbedder:
         dim = get_dim()
         if dim is None:
             raise ConfigError(f"cannot tell the embedding dimension of the model in {model_path}")
-        self._info = EmbedderInfo(id=model_id, dim=int(dim))
+        self._model_id, self._dim = model_id, int(dim)
         # Chunking counts tokens of whole documents with this tokenizer (encode() truncates on its
         # own), so the tokenizer's "sequence longer than the maximum" warning is only noise.
         logging.getLogger("transformers.tokenization_utils_base").setLevel(logging.ERROR)
@@ -90,10 +97,73 @@ class SentenceTransformerEmbedder:
         # Every encode runs on this one thread: torch called from a different pool thread each time
         # keeps per-thread buffers in each of them (about 0.5 GB more peak memory while ingesting).
         self._thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="embed")
-        self.backend = backend
+        self._model_path = model_path
+        self._cache_dir = cache_dir or Path(".rag") / "models"
         self._onnx: _OnnxRunner | None = None
-        if backend.startswith("onnx"):
-            self._onnx = _OnnxRunner(self._model, model_path, cache_dir or Path(".rag") / "models", backend)
+        self._onnx_runners: dict[str, _OnnxRunner] = {}
+        self.configured_backend = backend
+        self.backend = "torch"
+        if backend == "auto":
+            choice = self._choose()
+            self.backend_reason = f"auto: {choice.reason}"
+            self._use(choice.backend)
+        else:
+            self.backend_reason = "set explicitly (embed.backend)"
+            self._use(backend)
+        log.info("embedding backend %s (%s) for %s", self.backend, self.backend_reason, model_id)
+
+    def _choose(self) -> probe.Choice:
+        device = str(self._model.device)
+        machine = probe.machine_key(device)
+        try:
+            stamp = os.stat(self._model_path).st_mtime_ns
+        except OSError:
+            stamp = 0
+        model = f"{self._model_id}@{self._model_path.resolve()}:{stamp}"
+        cache = probe.ProbeCache(self._cache_dir / "backend-probes.json")
+        return probe.pick(
+            probe.candidates(device), self._encode_with, cache, lambda b: probe.cache_key(model, b, machine)
+        )
+
+    def _encode_with(self, backend: str, texts: list[str]) -> np.ndarray:
+        """Encode with another backend (the probe), then restore the current one."""
+        current = self.backend
+        try:
+            self._use(backend)
+            return self.encode(texts)
+        finally:
+            self._use(current)
+
+    def _use(self, backend: str) -> None:
+        if backend.startswith("onnx") and backend not in self._onnx_runners:
+            self._onnx_runners[backend] = _OnnxRunner(self._model, self._model_path, self._cache_dir, backend)
+        self._onnx = self._onnx_runners.get(backend)
+        self.backend = backend
+        precision = probe.PRECISION[backend]
+        model_id = self._model_id if precision == "fp32" else f"{self._model_id}+{precision}"
+        follow = self._follow if self.configured_backend == "auto" else None
+        self._info = EmbedderInfo(id=model_id, dim=self._dim, precision=precision, follow=follow)
+
+    def _follow(self, recorded_id: str) -> EmbedderInfo | None:
+        """Switch to the precision a collection was built with (``auto`` only); None if it is another model."""
+        if recorded_id == self._model_id:
+            precision = "fp32"
+        else:
+            base, _, precision = recorded_id.rpartition("+")
+            if base != self._model_id or precision not in probe.FOLLOW:
+                return None
+        if probe.PRECISION[self.backend] == precision:
+            return self._info
+        before = self.backend
+        with self._lock:
+            self._use(probe.FOLLOW[precision])
+        self.backend_reason = f"auto: follows the collection, built at {precision} (probe chose {before})"
+        log.warning(
+            "embedding backend %s instead of %s: the collection was built with %s vectors, which must not mix "
+            "with %s ones (re-ingest into a new collection to use the faster backend)",
+            self.backend, before, precision, probe.PRECISION[before],
+        )  # fmt: skip
+        return self._info
 
     @property
     def info(self) -> EmbedderInfo:
@@ -123,7 +193,7 @@ class SentenceTransformerEmbedder:
             elif self.backend == "torch-bf16":
                 import torch
 
-                with torch.autocast("cpu", dtype=torch.bfloat16):
+                with torch.autocast(self._model.device.type, dtype=torch.bfloat16):
                     vectors = self._model.encode(
                         list(texts), batch_size=self._batch_size, normalize_embeddings=True,
                         convert_to_tensor=True, show_progress_bar=False,

@@ -106,9 +106,18 @@ def from_metadata(chunk_id: str, text: str, meta: Mapping[str, Any]) -> Chunk:
 
 
 def check_embedder(collection: str, recorded_id: str | None, recorded_dim: int | None, info: EmbedderInfo) -> None:
-    """Refuse to open a collection built by another embedder (or by something that recorded none)."""
+    """Refuse to open a collection built by another embedder (or by something that recorded none).
+
+    An embedder that can follow (``auto`` backend) switches to the precision the collection recorded
+    (``MODEL`` fp32, ``MODEL+bf16``) and is accepted then; any other difference is refused.
+    """
     if recorded_id == info.id and recorded_dim == info.dim:
         return
+    if recorded_id and recorded_dim == info.dim and info.follow is not None:
+        followed = info.follow(recorded_id)
+        if followed is not None and followed.id == recorded_id and followed.dim == recorded_dim:
+            log.info("collection %s: embedder follows its recorded identity %s", collection, recorded_id)
+            return
     built = f"'{recorded_id}' (dim {recorded_dim})" if recorded_id else "an unknown embedder (none recorded)"
     raise EmbedderMismatch(
         f"collection '{collection}' was built with embedder {built}, but embedder '{info.id}' (dim {info.dim}) "
