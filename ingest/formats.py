@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from ingest.ocr import OcrError, OcrOptions, OcrUnavailable, image_pages, ocr_pdf
 from rag.lang import hangul_ratio
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,10 @@ _BLANK_LINES = re.compile(r"\n{3,}")
 
 class ParseError(Exception):
     """A file could not be turned into text; the message says why."""
+
+
+class NeedsOcr(ParseError):
+    """A file needs OCR, which is switched off or not installed: the worker reports it skipped, not failed."""
 
 
 @dataclass(frozen=True)
@@ -250,11 +255,15 @@ def parse_text(data: bytes) -> Parsed:
     return Parsed(title=title, sections=(Section(text=text),) if text else (), warnings=warnings)
 
 
-def parse_pdf(data: bytes) -> Parsed:
-    """PDF via pypdf: one section per page with its 1-based page number.
+def parse_pdf(data: bytes, ocr: OcrOptions | None = None) -> Parsed:
+    """PDF via pypdf: one section per page with its 1-based page number; scanned pages by OCR (``ingest.ocr``).
+
+    A page whose text layer holds fewer than ``ocr.min_chars`` characters and that shows an image is
+    OCR'd; when OCR cannot run, those pages are named in a warning and the rest is kept.
 
     Raises:
-        ParseError: encrypted, truncated or otherwise unreadable, or no text layer at all.
+        NeedsOcr: no page has a text layer and OCR cannot run (off, or Tesseract not installed).
+        ParseError: encrypted, truncated or otherwise unreadable, or no text at all.
     """
     from pypdf import PdfReader
     from pypdf.errors import LimitReachedError, PyPdfError
@@ -276,20 +285,25 @@ def parse_pdf(data: bytes) -> Parsed:
         meta = reader.metadata
         if meta is not None and meta.title:
             title = str(meta.title).strip()
-        sections = []
-        for number, page in enumerate(reader.pages, start=1):
-            text = _clean(page.extract_text() or "")
-            if text:
-                sections.append(Section(text=text, page=number))
+        texts = {number: _clean(page.extract_text() or "") for number, page in enumerate(reader.pages, start=1)}
     except ParseError:
         raise
     except LimitReachedError as e:
         raise ParseError(f"PDF stream above a parsing limit (max_unpacked_mb for inflated streams): {e}") from e
     except Exception as e:  # pypdf raises many unrelated types on damaged files
         raise ParseError(f"unreadable PDF: {type(e).__name__}: {e}") from e
+    warnings: tuple[str, ...] = ()
+    if ocr is not None:
+        try:
+            texts, warnings = ocr_pdf(data, texts, ocr)
+        except OcrUnavailable as e:
+            raise NeedsOcr(str(e)) from None
+        except OcrError as e:
+            raise ParseError(str(e)) from e
+    sections = tuple(Section(text=text, page=number) for number, text in texts.items() if text)
     if not sections:
-        raise ParseError("PDF has no text layer (scanned images need OCR, which is not supported)")
-    return Parsed(title=title, sections=tuple(sections))
+        raise ParseError("PDF has no text layer and no images to OCR")
+    return Parsed(title=title, sections=sections, warnings=warnings)
 
 
 # Office formats that are zip packages of XML parts, checked by ``check_package`` before a library opens them.
@@ -592,6 +606,22 @@ def parse_csv(data: bytes) -> Parsed:
     return Parsed(title="", sections=tuple(_rows_as_sections(rows, "")), warnings=warnings)
 
 
+def parse_image(data: bytes, ocr: OcrOptions | None = None) -> Parsed:
+    """PNG, JPEG or TIFF (every page) read by OCR (``ingest.ocr``): one section per page.
+
+    Raises:
+        NeedsOcr: OCR is off or Tesseract is not installed.
+        ParseError: a damaged or oversized image, or Tesseract failed.
+    """
+    try:
+        pages = image_pages(data, ocr or OcrOptions(mode="off"))
+    except OcrUnavailable as e:
+        raise NeedsOcr(str(e)) from None
+    except OcrError as e:
+        raise ParseError(str(e)) from e
+    return Parsed(title="", sections=tuple(Section(text=text, page=number) for number, text in pages))
+
+
 PARSERS: dict[str, Callable[[bytes], Parsed]] = {
     ".md": parse_markdown,
     ".markdown": parse_markdown,
@@ -606,7 +636,17 @@ PARSERS: dict[str, Callable[[bytes], Parsed]] = {
     ".xlsm": parse_xlsx,
     ".csv": parse_csv,
     ".tsv": parse_csv,
+    ".png": parse_image,
+    ".jpg": parse_image,
+    ".jpeg": parse_image,
+    ".tif": parse_image,
+    ".tiff": parse_image,
 }
+# Parsers that read scanned pages: they also take the OCR options (``ingest.sandbox.parse_bounded`` passes them).
+OCR_PARSERS: dict[str, Callable[[bytes, OcrOptions], Parsed]] = {
+    ".pdf": parse_pdf, ".png": parse_image, ".jpg": parse_image, ".jpeg": parse_image, ".tif": parse_image,
+    ".tiff": parse_image,
+}  # fmt: skip
 
 
 def parser_for(name: str) -> Callable[[bytes], Parsed] | None:
