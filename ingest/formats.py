@@ -14,7 +14,8 @@ from collections.abc import Callable
 from pathlib import PurePosixPath
 from typing import Any
 
-from ingest.parsed import Parsed, ParseError, Section
+from ingest.ocr import OcrError, OcrOptions, OcrUnavailable, image_pages, ocr_pdf
+from ingest.parsed import NeedsOcr, Parsed, ParseError, Section
 from ingest.sections import Sections as _Sections
 from ingest.sections import row_lines as _row_lines
 from rag.lang import hangul_ratio
@@ -159,11 +160,15 @@ def parse_text(data: bytes) -> Parsed:
     return Parsed(title=title, sections=(Section(text=text),) if text else (), warnings=warnings)
 
 
-def parse_pdf(data: bytes) -> Parsed:
-    """PDF via pypdf: one section per page with its 1-based page number.
+def parse_pdf(data: bytes, ocr: OcrOptions | None = None) -> Parsed:
+    """PDF via pypdf: one section per page with its 1-based page number; scanned pages by OCR (``ingest.ocr``).
+
+    A page whose text layer holds fewer than ``ocr.min_chars`` characters and that shows an image is
+    OCR'd; when OCR cannot run, those pages are named in a warning and the rest is kept.
 
     Raises:
-        ParseError: encrypted, truncated or otherwise unreadable, or no text layer at all.
+        NeedsOcr: no page has a text layer and OCR cannot run (off, or Tesseract not installed).
+        ParseError: encrypted, truncated or otherwise unreadable, or no text at all.
     """
     from pypdf import PdfReader
     from pypdf.errors import LimitReachedError, PyPdfError
@@ -185,20 +190,25 @@ def parse_pdf(data: bytes) -> Parsed:
         meta = reader.metadata
         if meta is not None and meta.title:
             title = str(meta.title).strip()
-        sections = []
-        for number, page in enumerate(reader.pages, start=1):
-            text = _clean(page.extract_text() or "")
-            if text:
-                sections.append(Section(text=text, page=number))
+        texts = {number: _clean(page.extract_text() or "") for number, page in enumerate(reader.pages, start=1)}
     except ParseError:
         raise
     except LimitReachedError as e:
         raise ParseError(f"PDF stream above a parsing limit (max_unpacked_mb for inflated streams): {e}") from e
     except Exception as e:  # pypdf raises many unrelated types on damaged files
         raise ParseError(f"unreadable PDF: {type(e).__name__}: {e}") from e
+    warnings: tuple[str, ...] = ()
+    if ocr is not None:
+        try:
+            texts, warnings = ocr_pdf(data, texts, ocr)
+        except OcrUnavailable as e:
+            raise NeedsOcr(str(e)) from None
+        except OcrError as e:
+            raise ParseError(str(e)) from e
+    sections = tuple(Section(text=text, page=number) for number, text in texts.items() if text)
     if not sections:
-        raise ParseError("PDF has no text layer (scanned images need OCR, which is not supported)")
-    return Parsed(title=title, sections=tuple(sections))
+        raise ParseError("PDF has no text layer and no images to OCR")
+    return Parsed(title=title, sections=sections, warnings=warnings)
 
 
 def parse_docx(data: bytes) -> Parsed:
@@ -396,6 +406,22 @@ def parse_hwp(data: bytes) -> Parsed:
     return parse(data)
 
 
+def parse_image(data: bytes, ocr: OcrOptions | None = None) -> Parsed:
+    """PNG, JPEG or TIFF (every page) read by OCR (``ingest.ocr``): one section per page.
+
+    Raises:
+        NeedsOcr: OCR is off or Tesseract is not installed.
+        ParseError: a damaged or oversized image, or Tesseract failed.
+    """
+    try:
+        pages = image_pages(data, ocr or OcrOptions(mode="off"))
+    except OcrUnavailable as e:
+        raise NeedsOcr(str(e)) from None
+    except OcrError as e:
+        raise ParseError(str(e)) from e
+    return Parsed(title="", sections=tuple(Section(text=text, page=number) for number, text in pages))
+
+
 PARSERS: dict[str, Callable[[bytes], Parsed]] = {
     ".md": parse_markdown,
     ".markdown": parse_markdown,
@@ -414,7 +440,17 @@ PARSERS: dict[str, Callable[[bytes], Parsed]] = {
     ".hwp": parse_hwp,
     ".hwpx": parse_hwp,
     ".hml": parse_hwp,  # HWPML: refused with a clear reason rather than skipped as an unknown type
+    ".png": parse_image,
+    ".jpg": parse_image,
+    ".jpeg": parse_image,
+    ".tif": parse_image,
+    ".tiff": parse_image,
 }
+# Parsers that read scanned pages: they also take the OCR options (``ingest.sandbox.parse_bounded`` passes them).
+OCR_PARSERS: dict[str, Callable[[bytes, OcrOptions], Parsed]] = {
+    ".pdf": parse_pdf, ".png": parse_image, ".jpg": parse_image, ".jpeg": parse_image, ".tif": parse_image,
+    ".tiff": parse_image,
+}  # fmt: skip
 
 
 def parser_for(name: str) -> Callable[[bytes], Parsed] | None:

@@ -11,6 +11,10 @@ class ParseError(Exception):
     """A file could not be turned into text; the message says why."""
 
 
+class NeedsOcr(ParseError):
+    """A file needs OCR, which is switched off or not installed: the worker reports it skipped, not failed."""
+
+
 @dataclass(frozen=True)
 class Section:
     """A run of text under one heading path (or on one page)."""

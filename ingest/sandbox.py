@@ -32,10 +32,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
-from ingest.formats import parser_for
+from ingest.formats import OCR_PARSERS, parser_for
 from ingest.hwp import check_hwp
+from ingest.ocr import OcrOptions
 from ingest.packages import PACKAGES, check_package
-from ingest.parsed import Parsed, ParseError
+from ingest.parsed import NeedsOcr, Parsed, ParseError
 
 if TYPE_CHECKING:
     from rag.config import IngestSettings
@@ -57,19 +58,24 @@ _START_TIMEOUT_S = 120.0
 # The child: the parent's own copy of the code first on sys.path, then serve() with the limits.
 _BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from ingest.sandbox import serve; serve(sys.argv[2:])"
 _ROOT = str(Path(__file__).resolve().parents[1])
-# status ("ok" or "error"), the Parsed or the reason, warnings logged meanwhile, whether to replace the child
+# status ("ok", "error", or "skip": OCR needed but unavailable), the Parsed or the reason, warnings logged
+# meanwhile, whether to replace the child
 _Reply = tuple[str, Any, list[tuple[str, int, str]], bool]
+
+
+_NO_OCR = OcrOptions(mode="off")
 
 
 @dataclass(frozen=True)
 class ParseLimits:
-    """How much one document may cost to parse; see ``IngestSettings`` for each field."""
+    """How much one document may cost to parse, and how scanned pages are read; see ``IngestSettings``."""
 
     max_unpacked_mb: float
     max_zip_ratio: float
     max_text_mb: float
     parse_timeout_s: float
     parse_memory_mb: float
+    ocr: OcrOptions = _NO_OCR
 
     @classmethod
     def from_settings(cls, cfg: IngestSettings) -> ParseLimits:
@@ -80,7 +86,17 @@ class ParseLimits:
             max_text_mb=cfg.max_text_mb,
             parse_timeout_s=cfg.parse_timeout_s,
             parse_memory_mb=cfg.parse_memory_mb,
-        )
+            ocr=OcrOptions(
+                mode=cfg.ocr, languages=cfg.ocr_languages, dpi=cfg.ocr_dpi, min_chars=cfg.ocr_min_chars,
+                max_pixels_mb=cfg.max_unpacked_mb, timeout_s=cfg.parse_timeout_s,
+            ),
+        )  # fmt: skip
+
+    @classmethod
+    def from_json(cls, text: str) -> ParseLimits:
+        """The limits sent to the parser process as JSON (``dataclasses.asdict``)."""
+        raw = json.loads(text)
+        return cls(**{**raw, "ocr": OcrOptions(**raw["ocr"])})
 
 
 def in_process(name: str, size: int) -> bool:
@@ -103,7 +119,7 @@ def parse_bounded(name: str, data: bytes, limits: ParseLimits) -> Parsed:
     elif suffix in (".hwp", ".hwpx"):
         check_hwp(data, max_unpacked_mb=limits.max_unpacked_mb, max_zip_ratio=limits.max_zip_ratio)
     with _pdf_limits(limits) if suffix == ".pdf" else contextlib.nullcontext():
-        parsed = parser(data)
+        parsed = OCR_PARSERS[suffix](data, limits.ocr) if suffix in OCR_PARSERS else parser(data)
     size = sum(len(s.text) if s.text.isascii() else len(s.text.encode("utf-8")) for s in parsed.sections)
     if size > limits.max_text_mb * _MiB:
         raise ParseError(
@@ -157,6 +173,7 @@ class Parser:
         """Title and sections of one file (``name`` picks the parser).
 
         Raises:
+            NeedsOcr: the file needs OCR, which is off or not installed (the worker reports it skipped).
             ParseError: the parser's own reasons, a limit exceeded, or the child killed or crashed.
         """
         if in_process(name, len(data)):
@@ -200,7 +217,7 @@ class Parser:
             await self.close()
         if status == "ok":
             return value  # type: ignore[no-any-return]
-        raise ParseError(value)
+        raise NeedsOcr(value) if status == "skip" else ParseError(value)
 
     async def _child(self) -> asyncio.subprocess.Process:
         """The running child, or a new one once it says it is ready (its start-up is not a document's time)."""
@@ -305,7 +322,7 @@ def _confine(limits: ParseLimits, parent: int) -> None:
 
 def serve(argv: list[str]) -> None:
     """The child's loop: read a request, parse, reply; until the input ends (argv: limits JSON, parent pid)."""
-    limits = ParseLimits(**json.loads(argv[0]))
+    limits = ParseLimits.from_json(argv[0])
     # The protocol gets its own descriptors; fds 0 and 1 become /dev/null and stderr, so a library that
     # prints cannot corrupt a reply.
     requests = os.fdopen(os.dup(0), "rb")
@@ -342,6 +359,8 @@ def _reply(name: str, data: bytes, limits: ParseLimits, logs: list[tuple[str, in
     _reset_peak()
     try:
         reply: _Reply = ("ok", parse_bounded(name, data, limits), logs, False)
+    except NeedsOcr as e:
+        reply = ("skip", str(e), logs, False)
     except ParseError as e:
         reply = ("error", str(e), logs, False)
     except MemoryError:

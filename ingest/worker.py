@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ingest.chunking import Chunker
-from ingest.formats import Parsed, ParseError
+from ingest.formats import NeedsOcr, Parsed, ParseError
 from ingest.loaders import Document, parse
 from ingest.sandbox import ParseLimits, Parser, in_process, parse_bounded
 from ingest.source import BatchFetcher, Item, Loader, make_loader
@@ -521,6 +521,13 @@ async def _ingest_item(
         # everything else goes to the parser process, within its time and memory limits.
         parsed = None if in_process(item.name, len(data)) else await parser.parse(item.name, data)
         doc, chunks = await asyncio.to_thread(_parse_chunk, item, data, parsed, parser.limits, chunker, ingested_at)
+    except NeedsOcr as e:  # reported as skipped; stored chunks of the file are kept, as for a failure
+        tally.skipped.append((item.uri, str(e)))
+        log.warning("skipped %s: %s", item.uri, e)
+        note("skipped", item.uri)
+        if prev is not None and prev.pending is not None:
+            await _settle(prev, store, state)
+        return
     except ParseError as e:
         await fail(str(e))
         return

@@ -160,6 +160,25 @@ class IngestSettings(BaseModel):
     parse_memory_mb: float = Field(
         1024.0, ge=64, description="Data memory cap of the parser process (RLIMIT_DATA), MiB."
     )
+    ocr: Literal["auto", "off"] = Field(
+        "auto",
+        description="OCR of scanned PDF pages and of PNG/JPEG/TIFF images with Tesseract: auto = wherever a file "
+        "needs it, when tesseract is installed (scripts/install_ocr.sh; else such files are skipped and reported), "
+        "off = never.",
+    )
+    ocr_languages: str = Field(
+        "Hangul",
+        pattern=r"^[A-Za-z0-9_/-]+(\+[A-Za-z0-9_/-]+)*$",
+        description="Tesseract languages or scripts, joined by '+': Hangul (the script model, Korean and Latin "
+        "text; package tesseract-ocr-script-hang) reads mixed Korean/English pages best; kor+eng is the alternative.",
+    )
+    ocr_dpi: int = Field(300, ge=72, le=1200, description="Resolution scanned PDF pages are rendered at for OCR.")
+    ocr_min_chars: int = Field(
+        20,
+        ge=0,
+        description="A PDF page with an image and fewer characters of text layer than this (spaces not counted) "
+        "is OCR'd.",
+    )
     default_groups: list[str] = Field(
         default_factory=lambda: ["public"], description="ACL groups of documents no rule labels."
     )

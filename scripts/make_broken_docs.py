@@ -345,6 +345,18 @@ def _put_hwp(put: Callable[[str, bytes, str, str], Path]) -> None:
     put("bomb.hwp", bomb_hwp(200), "failed", r"HWP stream BodyText/Section0 inflates \d+:1 .*max_zip_ratio")
 
 
+def _png(width: int, height: int, rows: int | None = None) -> bytes:
+    """A white 8-bit greyscale PNG written by hand; ``rows`` below ``height`` gives a file whose header declares
+    more than its data holds (a pixel bomb: 60000x60000 declared, a few bytes on disk)."""
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    pixels = zlib.compress((b"\x00" + b"\xff" * width) * (height if rows is None else rows))
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", pixels) + chunk(b"IEND", b"")
+
+
 def make(root: Path, large_mb: float = 0.6) -> dict[str, dict[str, str]]:
     """Write the corpus into ``root`` (created); returns the manifest."""
     root.mkdir(parents=True, exist_ok=True)
@@ -387,6 +399,11 @@ def make(root: Path, large_mb: float = 0.6) -> dict[str, dict[str, str]]:
     put("huge-xml.docx", xml_docx(100), "failed", r"document\.xml inflates \d+:1 .*max_zip_ratio")
     put("lying-header.docx", lying_docx(64), "failed", r"document\.xml: .*more than the 1000 bytes its header declares")
     put("bomb.pdf", stream_pdf(300), "failed", r"PDF stream above a parsing limit \(max_unpacked_mb")
+    # Images (read by OCR): damaged or oversized ones fail with the reason, whether Tesseract is installed or not.
+    png = _png(64, 16)
+    put("truncated.png", png[:-24], "failed", r"unreadable image \(page 1\)")
+    put("not-a-photo.jpg", b"\xff\xd8\xff\xe0 this is no JPEG" + os.urandom(512), "failed", "unreadable image")
+    put("pixel-bomb.png", _png(60_000, 60_000, rows=1), "failed", r"60000x60000 pixels .*\(max_unpacked_mb\)")
     # Awkward but good: these must be ingested.
     put("space name 한국어 📄.md", f"# 이름이 이상한 문서\n\n{GOOD_TEXT}\n".encode(), "ok")
     put("new\nline.md", f"# Newline in the name\n\n{GOOD_TEXT}\n".encode(), "ok")

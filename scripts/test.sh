@@ -11,11 +11,13 @@ export HF_HUB_OFFLINE=1 ANONYMIZED_TELEMETRY=False TOKENIZERS_PARALLELISM=false
 if [ "$fast" = 1 ]; then
   scripts/install.sh fast
   scripts/install_helm.sh >/dev/null
+  scripts/install_ocr.sh >/dev/null         # Debian tesseract-ocr (kor, eng) and fonts-nanum for tests/ingest OCR
   set -- -m "not slow and not llm and not browser and not openwebui and not deploy" "$@"
 else
   scripts/install.sh dev
   scripts/install_helm.sh
   scripts/install_browser.sh >/dev/null     # Debian chromium for the browser tests (apt)
+  scripts/install_ocr.sh >/dev/null         # Debian tesseract-ocr (kor, eng) and fonts-nanum for the OCR tests
   scripts/install_openwebui.sh >/dev/null   # Open WebUI in its own .venv-openwebui for the e2e check
   scripts/install_deploy.sh >/dev/null      # hera, kfp, kubeflow-katib, kserve in .venv-deploy (tests/deploy)
   echo "== ruff"; .venv/bin/ruff check .

@@ -25,16 +25,16 @@ async def test_walk_reports_hidden_unsupported_and_outside_links_as_skipped(tmp_
     (root / "sub" / "b.txt").write_text("b")
     (root / ".hidden" / "c.md").write_text("c")
     (root / ".secret.md").write_text("s")
-    (root / "image.png").write_bytes(b"\x89PNG")
+    (root / "image.svg").write_bytes(b"<svg/>")
     outside = tmp_path / "outside.md"
     outside.write_text("outside")
     os.symlink(outside, root / "link.md")
     os.symlink(tmp_path, root / "linkdir")
     items = await _items(FolderLoader(str(root)))
-    assert set(items) == {"a.md", "sub/b.txt", "image.png", "link.md", "linkdir", ".hidden/", ".secret.md"}
+    assert set(items) == {"a.md", "sub/b.txt", "image.svg", "link.md", "linkdir", ".hidden/", ".secret.md"}
     assert items[".hidden/"].skip == "hidden folder"  # type: ignore[attr-defined]
     assert items[".secret.md"].skip == "hidden file"  # type: ignore[attr-defined]
-    assert "unsupported" in items["image.png"].skip  # type: ignore[attr-defined]
+    assert "unsupported" in items["image.svg"].skip  # type: ignore[attr-defined]
     assert "outside the source root" in items["link.md"].skip  # type: ignore[attr-defined]
     assert "not followed" in items["linkdir"].skip  # type: ignore[attr-defined]
     assert items["a.md"].uri == (root / "a.md").as_uri()  # type: ignore[attr-defined]

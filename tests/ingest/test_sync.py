@@ -159,9 +159,9 @@ async def test_parse_failure_keeps_previous_chunks_and_others_still_ingest(setti
 
 
 async def test_unsupported_files_are_skipped_not_failed(settings: Settings, corpus: Path) -> None:
-    (corpus / "diagram.png").write_bytes(b"\x89PNG\r\n")
+    (corpus / "diagram.svg").write_bytes(b"<svg/>")
     report = await ingest_source(settings, MemoryStore("docs"), HashingEmbedder(64), str(corpus))
-    assert [s for s, _ in report.skipped] == [(corpus / "diagram.png").as_uri()]
+    assert [s for s, _ in report.skipped] == [(corpus / "diagram.svg").as_uri()]
     assert report.failed == ()
 
 
