@@ -45,6 +45,8 @@ bench:          ## every benchmark (hours): JSON in bench-results/, pages in doc
 	$(BENCH_QSKIP) $(BENCH_PY) benchmarks/eval.py --data $(BENCH_DATA) $(if $(filter 1,$(BENCH_LLM)),,--no-llm) --out $(BENCH_OUT)/eval --page $(BENCH_PAGES)/eval.md $(BENCH_OWN)
 	$(BENCH_PY) benchmarks/parse_limits.py --data $(BENCH_DATA) --out $(BENCH_OUT)/parse_limits.json --page $(BENCH_PAGES)/parse_limits.md $(BENCH_CORPUS_ONLY)
 	$(BENCH_PY) benchmarks/reads.py --out $(BENCH_OUT)/reads.json --page $(BENCH_PAGES)/reads.md $(BENCH_CORPUS_ONLY)
+	$(BENCH_PY) benchmarks/docsites.py --out $(BENCH_OUT)/docsites.json --page $(BENCH_PAGES)/docsites.md $(BENCH_CORPUS_ONLY)
+	$(BENCH_PY) benchmarks/hwp_parsers.py --corpus $(or $(BENCH_CORPUS),$(BENCH_DATA)/hwp_samples) --out $(BENCH_OUT)/hwp_parsers.json --page $(BENCH_PAGES)/hwp_parsers.md
 	# Benchmarks other parts of the project add; each takes the same options (benchmarks/common.py).
 	for name in scale refusal diversity ocr; do \
 		if test -f benchmarks/$$name.py; then \

@@ -2,10 +2,10 @@
 
 Usage:
     python benchmarks/docsites.py --out bench-results/docsites.json              # a generated site
-    python benchmarks/docsites.py --data path/to/site/docs --out results.json    # your own pages
+    python benchmarks/docsites.py --corpus path/to/site/docs --out results.json    # your own pages
     python benchmarks/docsites.py --generate site/ --pages 120                   # write the site only
 
-Every ``.md``/``.mdx``/``.markdown`` file under ``--data`` (or a site of ``--pages`` pages generated with
+Every ``.md``/``.mdx``/``.markdown`` file under ``--corpus`` (or a site of ``--pages`` pages generated with
 ``--seed``: front matter, MDX imports and JSX tabs, ``:::``/``!!!``/``???`` admonitions, Hugo shortcodes,
 anchors, comments, tables, fenced code blocks of 3 to 120 lines) is parsed and chunked the way ingestion does
 (chunk size / overlap from the defaults, 300 / 40 tokens of the bundled all-MiniLM-L6-v2; ``--approx`` counts
@@ -28,6 +28,10 @@ from pathlib import Path
 from typing import Any
 
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+# This checkout last, for benchmarks.common: a PYTHONPATH naming another checkout still decides which code is measured.
+sys.path.append(str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.common import add_data_options, command, machine, now, write_page  # noqa: E402
 
 SUFFIXES = {".md", ".mdx", ".markdown"}
 RESIDUE = {
@@ -230,10 +234,18 @@ def _table(contenders: dict[str, dict[str, Any]]) -> str:
     return head + "\n".join(rows) + "\n"
 
 
+WHAT = """Every `.md`/`.mdx` page of a folder (or of a generated site: a third each in the shapes of Docusaurus,
+MkDocs and Hugo, with front matter, MDX imports and JSX tabs, admonitions, shortcodes, anchors, comments, tables
+and fenced code blocks of 3 to 120 lines) is parsed and chunked the way ingestion does, and by LangChain's
+splitters over the page source for comparison. Counted: files no parser takes, chunks that cut a code fence (an
+odd number of fence lines), chunks without a letter or digit, and chunks with markup a reader of the rendered
+page never sees."""
+
+
 def main() -> None:
     """Command line entry point."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", type=Path, help="folder of .md/.mdx pages (default: a generated site)")
+    add_data_options(ap, corpus="a folder of your own .md/.mdx pages (default: a generated site)", questions=None)
     ap.add_argument("--generate", type=Path, help="write the generated site to this folder and stop")
     ap.add_argument("--pages", type=int, default=120, help="pages of the generated site")
     ap.add_argument("--seed", type=int, default=7, help="seed of the generated site")
@@ -244,7 +256,7 @@ def main() -> None:
         write_site(args.generate, args.pages, args.seed)
         return
     with tempfile.TemporaryDirectory() as tmp:
-        folder = args.data
+        folder = args.corpus
         if folder is None:
             folder = Path(tmp)
             write_site(folder, args.pages, args.seed)
@@ -256,7 +268,7 @@ def main() -> None:
         machine=f"{platform.node()} {platform.machine()} {platform.python_version()}",
         code=str(code),
         commit=_commit(code),
-        data=str(args.data) if args.data else f"generated: {args.pages} pages, seed {args.seed}",
+        data=str(args.corpus) if args.corpus else f"generated: {args.pages} pages, seed {args.seed}",
     )
     text = json.dumps(result, indent=2)
     print(text)
@@ -264,6 +276,12 @@ def main() -> None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text + "\n", encoding="utf-8")
         args.out.with_suffix(".md").write_text(_table(result["contenders"]), "utf-8")
+    if args.page:
+        run = {"machine": machine(), "command": command(), "date": now()}
+        write_page(args.page, title="Benchmark: documentation sites (Markdown and MDX)", what=WHAT, run=run,
+                   settings={"data": result["data"], "chunk size / overlap": "defaults (300 / 40 tokens)",
+                             "tokens": "approximate" if args.approx else "all-MiniLM-L6-v2 tokenizer"},
+                   body=_table(result["contenders"]))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -1,9 +1,9 @@
 """HWP/HWPX parsers side by side on a folder of real documents: what each extracts, and how long it takes.
 
 Usage:
-    python benchmarks/hwp_parsers.py --samples ../shared/data/hwp_samples --out bench-results/hwp_parsers.json
+    python benchmarks/hwp_parsers.py --corpus ../shared/data/hwp_samples --out bench-results/hwp_parsers.json
 
-For every ``.hwp``/``.hwpx`` file under ``--samples`` (recursively) it runs, in this one process and interleaved
+For every ``.hwp``/``.hwpx`` file under ``--corpus`` (recursively) it runs, in this one process and interleaved
 file by file, ``--repeat`` times each:
 
 - ``ingest``: the project's parser as ingestion runs it (``ingest.sandbox.parse_bounded`` with the default
@@ -34,6 +34,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.common import add_data_options, check_data_options, command, machine, now, write_page  # noqa: E402
 from ingest.formats import ParseError  # noqa: E402
 from ingest.sandbox import ParseLimits, parse_bounded  # noqa: E402
 from rag.config import IngestSettings  # noqa: E402
@@ -101,10 +102,13 @@ def _timed(fn: Callable[[Path, bytes], dict[str, Any]], path: Path, data: bytes,
 def main() -> None:
     """Run the comparison and write the JSON and Markdown results."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--samples", type=Path, required=True, help="folder of .hwp/.hwpx files (searched recursively)")
+    add_data_options(ap, corpus="folder of .hwp/.hwpx files (searched recursively)", questions=None)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--out", type=Path, default=Path("bench-results/hwp_parsers.json"))
     args = ap.parse_args()
+    if args.corpus is None:
+        raise SystemExit("--corpus: give the folder of HWP/HWPX files")
+    check_data_options(args)
     parsers: dict[str, Callable[[Path, bytes], dict[str, Any]]] = {"ingest": _ingest, "unhwp": _unhwp}
     try:
         import hwp_hwpx_parser  # noqa: F401
@@ -112,11 +116,11 @@ def main() -> None:
         parsers["hwp-hwpx-parser"] = _hwp_hwpx_parser
     except ImportError:
         print("hwp-hwpx-parser not installed: left out", file=sys.stderr)
-    files = sorted(p for p in args.samples.rglob("*") if p.suffix.lower() in (".hwp", ".hwpx") and p.is_file())
+    files = sorted(p for p in args.corpus.rglob("*") if p.suffix.lower() in (".hwp", ".hwpx") and p.is_file())
     rows = []
     for path in files:
         data = path.read_bytes()
-        row: dict[str, Any] = {"file": str(path.relative_to(args.samples)), "bytes": len(data)}
+        row: dict[str, Any] = {"file": str(path.relative_to(args.corpus)), "bytes": len(data)}
         for name, fn in parsers.items():
             row[name] = _timed(fn, path, data, args.repeat)
         rows.append(row)
@@ -142,6 +146,15 @@ def main() -> None:
         ratio = row["unhwp"]["ms"] / max(row["ingest"]["ms"], 1e-6)
         lines.append(f"| {row['file']} | " + " | ".join(cells) + f" | {ratio:.2f} |")
     args.out.with_suffix(".md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    if args.page:
+        run = {"machine": machine(), "command": command(), "date": now()}
+        what = (
+            "Every HWP/HWPX file of a folder read by the project's parser (as ingestion runs it, with the default "
+            "limits) and by the libraries beside it, interleaved file by file; outcome, characters, Markdown "
+            "tables and the median time of the repeats."
+        )
+        write_page(args.page, title="Benchmark: HWP and HWPX parsing", what=what, run=run,
+                   settings=result["settings"], body="\n".join(lines[2:]))  # fmt: skip
     print("\n".join(lines))
 
 

@@ -47,6 +47,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from benchmarks.common import add_data_options, check_data_options
 from ingest.formats import parse_image
 from ingest.ocr import OcrOptions, unavailable
 from rag.config import RetrievalSettings, Settings
@@ -109,6 +110,32 @@ def load(lang: str, data: Path, pages: int, max_chars: int) -> tuple[list[dict[s
             continue  # cover pages and the like: nothing to read
         if doc in chosen or len(chosen) < pages:
             chosen.setdefault(doc, []).append(q["text"])
+    fonts = FONTS[lang]
+    out = [
+        Page(lang, doc, cut(by_id[doc]["text"], max_chars), tuple(qs), fonts[i % len(fonts)])
+        for i, (doc, qs) in enumerate(chosen.items())
+    ]
+    return corpus, out
+
+
+def load_own(
+    lang: str, folder: Path, questions: Path, pages: int, max_chars: int
+) -> tuple[list[dict[str, Any]], list[Page]]:
+    """A team's corpus (parsed as ingestion parses it) and the pages to render: the gold documents of its
+    questions in ``lang`` (Korean: mostly Hangul), in question order."""
+    from benchmarks.common import corpus_set
+    from rag.lang import hangul_ratio
+
+    imported = corpus_set(folder, questions)
+    corpus = [{"_id": d.id, "text": d.text} for d in imported.corpus]
+    by_id = {d["_id"]: d for d in corpus}
+    chosen: dict[str, list[str]] = {}
+    for case in imported.cases:
+        doc = next((by_id[s] for s in case.sources if s in by_id), None)
+        if doc is None or (hangul_ratio(doc["text"]) > 0.3) != (lang == "ko"):
+            continue
+        if doc["_id"] in chosen or len(chosen) < pages:
+            chosen.setdefault(doc["_id"], []).append(case.question)
     fonts = FONTS[lang]
     out = [
         Page(lang, doc, cut(by_id[doc]["text"], max_chars), tuple(qs), fonts[i % len(fonts)])
@@ -244,7 +271,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     embedder = make_embedder(Settings())
     results: dict[str, Any] = {}
     for lang in ("ko", "en"):
-        corpus, pages = load(lang, args.data, args.pages, args.max_chars)
+        if args.corpus is not None:
+            corpus, pages = load_own(lang, args.corpus, args.questions, args.pages, args.max_chars)
+            if not pages:
+                print(f"{lang}: no question of --questions has its gold document in this language", flush=True)
+                continue
+        else:
+            corpus, pages = load(lang, args.data, args.pages, args.max_chars)
         scored: dict[str, list[tuple[int, int, float]]] = {"clean": []}
         ocr_texts, originals = {}, {}
         for n, page in enumerate(pages):
@@ -289,6 +322,8 @@ def tesseract_version() -> str:
 
 def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
     names = {"ko": "Korean (allganize_ko_rag pages)", "en": "English (xquad_en paragraphs)"}
+    if meta.get("corpus"):
+        names = {"ko": f"Korean ({meta['corpus']})", "en": f"English ({meta['corpus']})"}
     lines = [
         "# OCR benchmark",
         "",
@@ -336,13 +371,23 @@ def markdown(results: dict[str, Any], meta: dict[str, Any]) -> str:
 
 def main(argv: Sequence[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", type=Path, required=True, help="folder holding allganize_ko_rag/ and xquad_en/")
-    ap.add_argument("--out", type=Path, default=Path("bench-results"), help="where ocr.json goes")
-    ap.add_argument("--doc", type=Path, default=Path("docs/benchmarks/ocr.md"), help="the Markdown report")
+    ap.add_argument("--data", type=Path, help="folder holding allganize_ko_rag/ and xquad_en/ (the public sets)")
+    add_data_options(
+        ap,
+        corpus="a folder of your own documents: the gold documents of --questions are rendered, OCR'd and searched",
+        questions="your questions (eval case file); their gold documents are the pages rendered",
+    )
+    ap.add_argument("--out", type=Path, default=Path("bench-results"), help="ocr.json, or this folder's ocr.json")
     ap.add_argument("--pages", type=int, default=24, help="pages rendered per language")
     ap.add_argument("--variant-pages", type=int, default=8, help="of which this many also in every variant")
     ap.add_argument("--max-chars", type=int, default=700, help="characters of a passage rendered")
     args = ap.parse_args(argv)
+    check_data_options(args)
+    if args.corpus is not None and args.questions is None:
+        raise SystemExit("--corpus needs --questions (their gold documents are the pages rendered)")
+    if args.corpus is None and args.data is None:
+        raise SystemExit("give --data (the public sets) or --corpus with --questions")
+    page_path = args.page or Path("docs/benchmarks/ocr.md")
     random.seed(0)
     start = time.perf_counter()
     results = asyncio.run(run(args))
@@ -356,14 +401,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         "psm": options.psm,
         "dpi": options.dpi,
         "max_chars": args.max_chars,
+        "corpus": str(args.corpus) if args.corpus else "",
         "command": "python benchmarks/ocr.py " + " ".join(argv if argv is not None else sys.argv[1:]),
         "wall_s": round(time.perf_counter() - start, 1),
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "ocr.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2, ensure_ascii=False))
+    out = args.out if args.out.suffix == ".json" else args.out / "ocr.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({"meta": meta, "results": results}, indent=2, ensure_ascii=False))
     report = markdown(results, meta)
-    args.doc.parent.mkdir(parents=True, exist_ok=True)
-    args.doc.write_text(report + "\n", encoding="utf-8")
+    page_path.parent.mkdir(parents=True, exist_ok=True)
+    page_path.write_text(report + "\n", encoding="utf-8")
     print(report)
 
 

@@ -16,7 +16,12 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SCRIPTS = sorted(p for p in (ROOT / "benchmarks").glob("*.py") if p.name != "common.py")
-NO_QUESTIONS = {"parse_limits.py", "reads.py"}  # they measure reading and parsing: no question has a use there
+NO_QUESTIONS = {
+    "parse_limits.py",
+    "reads.py",
+    "docsites.py",
+    "hwp_parsers.py",
+}  # they measure reading and parsing: no question has a use there
 
 
 def run(*argv: str | Path, timeout: float = 600) -> subprocess.CompletedProcess[str]:
