@@ -126,3 +126,21 @@ async def test_a_forced_tool_choice_is_refused_as_ollama_cannot_force_one(fake_o
     await chat.close()
     assert caught.value.param == "tool_choice"
     assert fake_ollama.requests == []
+
+
+async def test_an_agents_tool_turns_reach_ollama_in_its_own_form(fake_ollama: FakeOllamaServer):
+    chat = chat_for(f"ollama://127.0.0.1:{fake_ollama.port}?model=llama3.2")
+    call = {"id": "call_1", "type": "function", "function": {"name": "find", "arguments": '{"q": "x"}'}}
+    request = ChatRequest(
+        messages=(
+            Message("user", "find x"),
+            Message("assistant", "", tool_calls=(call,)),
+            Message("tool", "found", tool_call_id="call_1"),
+        )
+    )
+    text = "".join([d.text async for d in chat.stream(request)])
+    await chat.close()
+    sent = fake_ollama.requests[-1]["messages"]
+    assert sent[1]["tool_calls"] == [{"function": {"name": "find", "arguments": {"q": "x"}}}]
+    assert (sent[2]["role"], sent[2]["tool_name"]) == ("tool", "find")
+    assert text.startswith("Echo:")
