@@ -146,11 +146,16 @@ class GenParams:
     top_logprobs: int | None = None
 
     def features(self) -> tuple[Feature, ...]:
-        """The optional features this request needs (plain text, ``{"type": "text"}``, needs none)."""
+        """The optional features this request needs (plain text, ``{"type": "text"}``, needs none).
+
+        ``tools`` are needed only when ``tool_choice`` requires a call (``required`` or a named function).
+        """
         needed: list[Feature] = []
         if self.response_format is not None and self.response_format.get("type", "text") != "text":
             needed.append("response_format")
-        if self.tools:
+        # With tool_choice "auto" (or unset) a model may answer in text, which every backend can do, so
+        # only a required call needs tool support. Open WebUI sends its built-in tools on every request.
+        if self.tools and (self.tool_choice == "required" or isinstance(self.tool_choice, Mapping)):
             needed.append("tools")
         if self.logprobs or self.top_logprobs:
             needed.append("logprobs")

@@ -18,6 +18,8 @@ BACKENDS: tuple[tuple[str, frozenset[str]], ...] = (
     ("`extractive://`", frozenset()),
 )
 REFUSED = "400 `unsupported_parameter`"
+# Tools the model may leave unused (tool_choice auto or unset, as Open WebUI sends its built-in tools).
+TOOLS_REFUSED = "answered in text; 400 `unsupported_parameter` when `tool_choice` is `required` or names a function"
 
 # Parameter, its feature (None: every backend), then one cell per backend (None: computed from the feature).
 ROWS: tuple[tuple[str, str | None, tuple[str | None, ...]], ...] = (
@@ -45,7 +47,7 @@ def render_table() -> str:
         out = []
         for (_, features), cell in zip(BACKENDS, cells, strict=True):
             if feature is not None and feature not in features:
-                out.append(REFUSED)
+                out.append(TOOLS_REFUSED if feature == "tools" else REFUSED)
             else:
                 out.append(cell or "passed")
         lines.append(f"| {param} | " + " | ".join(out) + " |")

@@ -81,7 +81,7 @@ def test_stop_ends_the_extractive_answer_before_the_stop_sequence(extractive: Ra
     ("param", "extra"),
     [
         ("response_format", {"response_format": {"type": "json_object"}}),
-        ("tools", {"tools": [WEATHER_TOOL]}),
+        ("tools", {"tools": [WEATHER_TOOL], "tool_choice": "required"}),
         ("logprobs", {"logprobs": True}),
     ],
 )
@@ -93,6 +93,13 @@ def test_the_extractive_backend_refuses_what_it_cannot_honour_as_a_400_naming_it
     assert caught.value.status_code == 400
     assert caught.value.param == param
     assert caught.value.code == "unsupported_parameter"
+
+
+def test_optional_tools_are_answered_in_text_by_a_backend_without_tools(extractive: RagServer) -> None:
+    # tool_choice auto (what Open WebUI sends with its built-in tools): the model may answer without a call.
+    answer = extractive.openai().chat.completions.create(model=MODEL, messages=ASK, tools=[WEATHER_TOOL])  # type: ignore[arg-type]
+    assert answer.choices[0].finish_reason == "stop" and answer.choices[0].message.tool_calls is None
+    assert "64 GPUs" in (answer.choices[0].message.content or "")
 
 
 def test_errors_arrive_as_sdk_exceptions_with_a_code(extractive: RagServer) -> None:

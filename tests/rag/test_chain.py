@@ -151,7 +151,8 @@ async def test_a_feature_no_backend_of_the_chain_has_is_a_400_naming_it() -> Non
     chain = ChainChat([Named(label="a"), WithJson(label="b")], FAST)
     base = request()
     wants_tools = ChatRequest(messages=base.messages, sources=base.sources, question="q",
-                              params=GenParams(tools=({"type": "function", "function": {"name": "f"}},)))  # fmt: skip
+                              params=GenParams(tools=({"type": "function", "function": {"name": "f"}},),
+                                               tool_choice="required"))  # fmt: skip
     with pytest.raises(InvalidRequest) as caught:
         await drain(chain, wants_tools)
     assert caught.value.param == "tools" and caught.value.code == "unsupported_parameter"

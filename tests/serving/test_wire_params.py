@@ -17,7 +17,14 @@ COMPLETIONS = "/v1/completions"
     ("param", "extra"),
     [
         ("response_format", {"response_format": {"type": "json_schema", "json_schema": {"name": "x", "schema": {}}}}),
-        ("tools", {"tools": [{"type": "function", "function": {"name": "f"}}]}),
+        ("tools", {"tools": [{"type": "function", "function": {"name": "f"}}], "tool_choice": "required"}),
+        (
+            "tools",
+            {
+                "tools": [{"type": "function", "function": {"name": "f"}}],
+                "tool_choice": {"type": "function", "function": {"name": "f"}},
+            },
+        ),
         ("logprobs", {"logprobs": True}),
         ("logprobs", {"top_logprobs": 2}),
     ],
@@ -36,6 +43,14 @@ async def test_a_backend_without_a_feature_refuses_it_before_retrieval(
 async def test_plain_text_response_format_needs_no_feature(service: Service) -> None:
     r = await service.client.post(CHAT, json=ask(response_format={"type": "text"}, tool_choice="none"))
     assert r.status_code == 200, r.text
+
+
+async def test_tools_the_model_may_leave_unused_are_answered_in_text(service: Service) -> None:
+    # Open WebUI sends its built-in tools with every request, tool_choice unset.
+    tools = [{"type": "function", "function": {"name": "search_notes", "parameters": {"type": "object"}}}]
+    r = await service.client.post(CHAT, json=ask(tools=tools))
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "The answer is here [1]."
 
 
 @pytest.mark.parametrize(
