@@ -6,6 +6,9 @@ request's documents may be sent to; an error (or silence) *before the first toke
 with backoff and then fails over to the next backend. Once a token has been yielded the answer
 belongs to that backend: a later failure is the caller's to report.
 
+A request needing an optional feature (``response_format``, ``tools``, ``logprobs``) goes only to
+the backends that honour it; the chain advertises the union of its backends' features.
+
 Policy: answers drawn from non-public documents never go to a public endpoint (``openai://``,
 the OpenAI API) unless ``chain.restricted_to_public`` allows it.
 
@@ -24,7 +27,8 @@ from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from rag.errors import ConfigError, RagError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from rag.chat import features_of
+from rag.errors import ConfigError, InvalidRequest, RagError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from rag.seams import ChatBackend
 from rag.types import PUBLIC_GROUP, ChatRequest, Delta
 
@@ -146,9 +150,23 @@ class ChainChat:
             return self.backends[0].name
         return "chain(" + ",".join(b.name for b in self.backends) + ")"
 
+    @property
+    def features(self) -> frozenset[str]:
+        """Every optional feature at least one backend honours."""
+        return frozenset().union(*(features_of(b) for b in self.backends))
+
     def candidates(self, request: ChatRequest) -> list[ChatBackend]:
         """Backends this request may go to, in order (open breakers last, as a last resort)."""
         allowed = self.backends
+        needed = request.params.features()
+        if needed:
+            allowed = [b for b in allowed if set(needed) <= features_of(b)]
+            if not allowed:
+                raise InvalidRequest(
+                    f"no chat backend of the chain honours {', '.join(needed)}",
+                    param=needed[0],
+                    code="unsupported_parameter",
+                )
         if is_restricted(request) and not self.policy.restricted_to_public:
             allowed = [b for b in allowed if not is_public(b, self.policy.public_url_prefixes)]
             if not allowed:

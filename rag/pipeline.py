@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
+from rag.chat import check_features
 from rag.chat.extractive import NOT_FOUND
 from rag.citations import MarkerFilter
 from rag.config import Settings
@@ -18,7 +20,7 @@ from rag.prompt import build_messages
 from rag.registry import is_auto, make_chat, make_reranker
 from rag.retrieval import Retriever
 from rag.seams import ChatBackend, Embedder, Reranker, VectorStore
-from rag.types import ChatRequest, Delta, Filter, GenParams, Message, ScoredChunk, Usage
+from rag.types import ChatRequest, Delta, Filter, GenParams, Message, ScoredChunk, ToolCalls, Usage
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,9 @@ class Answer:
     finish_reason: str = "stop"
     usage: Usage = field(default_factory=Usage)
     timings_ms: dict[str, float] = field(default_factory=dict)
+    # OpenAI-shaped tool calls ({"id", "type": "function", "function": {"name", "arguments"}}) and logprobs.
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    logprobs: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True)
@@ -63,6 +68,21 @@ def question_of(messages: Sequence[Message]) -> tuple[str, tuple[Message, ...]]:
         if messages[i].role == "user":
             return messages[i].content, tuple(messages[:i])
     raise InvalidRequest("the conversation has no user message", param="messages")
+
+
+def tool_turns(messages: Sequence[Message]) -> tuple[Message, ...]:
+    """The assistant tool calls and tool results after the last user question (an agent's tool loop)."""
+    last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+    return tuple(m for m in messages[last_user + 1 :] if m.role == "tool" or (m.role == "assistant" and m.tool_calls))
+
+
+def plain_history(history: Sequence[Message]) -> tuple[Message, ...]:
+    """Earlier turns as text only: a finished tool exchange is not sent again (its answer is in the text)."""
+    return tuple(
+        Message(m.role, m.content)
+        for m in history
+        if m.role in ("user", "assistant") and (m.content or not m.tool_calls)
+    )
 
 
 def check_query(query: str) -> str:
@@ -193,15 +213,21 @@ class Pipeline:
     async def prepare(
         self, messages: Sequence[Message], flt: Filter | None = None, params: GenParams | None = None
     ) -> Prepared:
-        """Retrieve for the last question and build the backend request."""
+        """Retrieve for the last question and build the backend request.
+
+        Raises:
+            InvalidRequest: the question is unusable, or the backend cannot honour a requested feature.
+        """
+        params = params or GenParams()
+        check_features(self.chat, params)
         question, history = question_of(messages)
+        history = plain_history(history)
         check_query(question)
         start = time.perf_counter()
         query = await self.standalone(question, history)
         hits = tuple(await self.sources_for(query[:MAX_QUERY_CHARS], flt))
         retrieval_ms = (time.perf_counter() - start) * 1000
         lang = detect_lang(question)
-        params = params or GenParams()
         if params.max_tokens is None or params.temperature is None:
             params = replace(
                 params,
@@ -209,7 +235,7 @@ class Pipeline:
                 temperature=self.settings.chat.temperature if params.temperature is None else params.temperature,
             )
         request = ChatRequest(
-            messages=build_messages(question, history, hits, lang),
+            messages=(*build_messages(question, history, hits, lang), *tool_turns(messages)),
             sources=hits,
             question=question,
             params=params,
@@ -217,31 +243,43 @@ class Pipeline:
         return Prepared(request=request, retrieved=hits, retrieval_ms=retrieval_ms, search_query=query)
 
     async def stream(self, prepared: Prepared, chat: ChatBackend | None = None) -> AsyncIterator[Delta | Answer]:
-        """Generate: yields text deltas (citation markers already checked), then the final Answer."""
+        """Generate: yields text deltas (citation markers already checked), then the final Answer.
+
+        Structured output (a JSON ``response_format``) passes unchanged, as renumbering ``[n]`` would
+        corrupt JSON arrays; every source in the prompt is then listed, numbered as the prompt numbers them.
+        """
         backend = chat or self.chat
+        structured = "response_format" in prepared.request.params.features()
         markers = MarkerFilter(len(prepared.retrieved))
         parts: list[str] = []
+        calls = ToolCalls()
+        logprobs: list[Any] = []
         finish, usage = "stop", Usage()
         start = time.perf_counter()
         first_token_ms: float | None = None
         async for delta in backend.stream(prepared.request):
-            if delta.text:
-                text = markers.feed(delta.text)
-                if text:
-                    if first_token_ms is None:
-                        first_token_ms = (time.perf_counter() - start) * 1000
-                    parts.append(text)
-                    yield Delta(text=text)
+            text = (delta.text if structured else markers.feed(delta.text)) if delta.text else ""
+            if text or delta.tool_calls or delta.logprobs:
+                if first_token_ms is None:
+                    first_token_ms = (time.perf_counter() - start) * 1000
+                parts.append(text)
+                calls.add(delta.tool_calls)
+                if delta.logprobs:
+                    logprobs.extend(delta.logprobs.get("content") or ())
+                yield Delta(text=text, tool_calls=delta.tool_calls, logprobs=delta.logprobs)
             if delta.finish_reason:
                 finish = delta.finish_reason
             if delta.usage:
                 usage = delta.usage
-        tail = markers.flush()
+        tail = "" if structured else markers.flush()
         if tail:
             parts.append(tail)
             yield Delta(text=tail)
-        # Markers were renumbered in order of first use: the k-th cited source is now [k].
-        citations = tuple(Citation(k, prepared.retrieved[n - 1]) for k, n in enumerate(markers.cited, 1))
+        if structured:
+            citations = tuple(Citation(n, hit) for n, hit in enumerate(prepared.retrieved, 1))
+        else:
+            # Markers were renumbered in order of first use: the k-th cited source is now [k].
+            citations = tuple(Citation(k, prepared.retrieved[n - 1]) for k, n in enumerate(markers.cited, 1))
         yield Answer(
             text="".join(parts),
             citations=citations,
@@ -254,6 +292,8 @@ class Pipeline:
                 "first_token": first_token_ms or 0.0,
                 "generation": (time.perf_counter() - start) * 1000,
             },
+            tool_calls=calls.merged(),
+            logprobs={"content": logprobs} if logprobs else None,
         )
 
     async def answer(

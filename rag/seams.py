@@ -138,6 +138,19 @@ class ChatBackend(Protocol):
 
 
 @runtime_checkable
+class Featured(Protocol):
+    """A chat backend that can honour some optional request features (``response_format``, ``tools``, ``logprobs``).
+
+    A backend without this protocol has none of them: a request needing one is refused, never degraded.
+    """
+
+    @property
+    def features(self) -> frozenset[str]:
+        """The :data:`rag.types.Feature` names this backend passes on to its model."""
+        ...
+
+
+@runtime_checkable
 class LocalFiles(Protocol):
     """A store that may keep its data in files on this machine; rag's own files about it go beside them."""
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 from rag.errors import InvalidRequest
 
@@ -122,21 +122,52 @@ Role = Literal["system", "user", "assistant", "tool"]
 
 @dataclass(frozen=True)
 class Message:
-    """One chat message."""
+    """One chat message; an assistant turn may carry the tool calls it made, a tool turn the call it answers."""
 
     role: Role
     content: str
+    tool_calls: tuple[Mapping[str, Any], ...] = ()
+    tool_call_id: str | None = None
+
+
+# Request features only some backends have (see :func:`GenParams.features` and ``rag.chat.FEATURES``).
+Feature = Literal["response_format", "tools", "logprobs"]
 
 
 @dataclass(frozen=True)
 class GenParams:
-    """Sampling parameters passed through to a chat backend."""
+    """Sampling parameters passed through to a chat backend.
+
+    ``response_format``, ``tools`` and ``tool_choice`` are the OpenAI request objects as sent (JSON
+    values); a backend that cannot honour one is never given it (the request is refused first).
+    """
 
     temperature: float | None = None
     top_p: float | None = None
     max_tokens: int | None = None
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    response_format: Mapping[str, Any] | None = None
+    tools: tuple[Mapping[str, Any], ...] = ()
+    tool_choice: str | Mapping[str, Any] | None = None
+    logprobs: bool = False
+    top_logprobs: int | None = None
+
+    def features(self) -> tuple[Feature, ...]:
+        """The optional features this request needs (plain text, ``{"type": "text"}``, needs none).
+
+        ``tools`` are needed only when ``tool_choice`` requires a call (``required`` or a named function).
+        """
+        needed: list[Feature] = []
+        if self.response_format is not None and self.response_format.get("type", "text") != "text":
+            needed.append("response_format")
+        # With tool_choice "auto" (or unset) a model may answer in text, which every backend can do, so
+        # only a required call needs tool support. Open WebUI sends its built-in tools on every request.
+        if self.tools and (self.tool_choice == "required" or isinstance(self.tool_choice, Mapping)):
+            needed.append("tools")
+        if self.logprobs or self.top_logprobs:
+            needed.append("logprobs")
+        return tuple(needed)
 
 
 @dataclass(frozen=True)
@@ -167,9 +198,46 @@ class Usage:
 
 
 @dataclass(frozen=True)
+class ToolCallDelta:
+    """A piece of a tool call, as OpenAI streams them: the first piece of ``index`` has id and name."""
+
+    index: int
+    id: str | None = None
+    name: str | None = None
+    arguments: str = ""
+
+
+class ToolCalls:
+    """Accumulates streamed :class:`ToolCallDelta` pieces into whole OpenAI tool calls."""
+
+    def __init__(self) -> None:
+        self._calls: dict[int, dict[str, Any]] = {}
+
+    def add(self, pieces: tuple[ToolCallDelta, ...]) -> None:
+        """Take the pieces of one delta."""
+        for p in pieces:
+            call = self._calls.setdefault(p.index, {"id": "", "type": "function", "name": "", "arguments": ""})
+            call["id"] = p.id or call["id"]
+            call["name"] = p.name or call["name"]
+            call["arguments"] += p.arguments
+
+    def merged(self) -> tuple[dict[str, Any], ...]:
+        """The calls in index order, as ``{"id", "type": "function", "function": {"name", "arguments"}}``."""
+        return tuple(
+            {"id": c["id"], "type": "function", "function": {"name": c["name"], "arguments": c["arguments"]}}
+            for _, c in sorted(self._calls.items())
+        )
+
+
+@dataclass(frozen=True)
 class Delta:
-    """One piece of a streamed generation. The last piece carries ``finish_reason`` and usage."""
+    """One piece of a streamed generation. The last piece carries ``finish_reason`` and usage.
+
+    ``logprobs`` is the backend's OpenAI-shaped ``choices[].logprobs`` object for this piece, when asked for.
+    """
 
     text: str = ""
     finish_reason: str | None = None
     usage: Usage | None = None
+    tool_calls: tuple[ToolCallDelta, ...] = ()
+    logprobs: Mapping[str, Any] | None = None

@@ -20,6 +20,7 @@ else
   scripts/install_ocr.sh >/dev/null         # Debian tesseract-ocr (kor, eng) and fonts-nanum for the OCR tests
   scripts/install_openwebui.sh >/dev/null   # Open WebUI in its own .venv-openwebui for the e2e check
   scripts/install_deploy.sh >/dev/null      # hera, kfp, kubeflow-katib, kserve in .venv-deploy (tests/deploy)
+  scripts/install_clients.sh >/dev/null     # LlamaIndex's OpenAILike and the Node SDK in .venv-clients (tests/clients)
   echo "== ruff"; .venv/bin/ruff check .
   echo "== ruff format"; .venv/bin/ruff format --check .
   echo "== mypy"; .venv/bin/mypy

@@ -15,9 +15,10 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import aclosing
 from typing import Any
 
+from rag.chat import check_features
 from rag.errors import InvalidRequest, NotFound, UpstreamTimeout
 from rag.pipeline import Answer, Citation, Pipeline
-from rag.types import ChatRequest, Delta, Filter, GenParams, Message, Role, Usage
+from rag.types import ChatRequest, Delta, Filter, GenParams, Message, Role, ToolCalls, Usage
 from serving.errors import translate
 from serving.metrics import Metrics
 from serving.wire import (
@@ -29,6 +30,8 @@ from serving.wire import (
     ChunkChoice,
     DeltaMessage,
     SourceRef,
+    ToolCall,
+    ToolCallPiece,
     UsageInfo,
 )
 
@@ -60,8 +63,16 @@ def check_model(req_model: str, pipeline: Pipeline) -> None:
 
 
 def to_messages(req: ChatCompletionRequest) -> tuple[Message, ...]:
-    """The request's messages as core messages (text only)."""
-    return tuple(Message(role=_ROLES[m.role], content=m.text()) for m in req.messages)
+    """The request's messages as core messages (text, and the tool calls of an agent's tool loop)."""
+    return tuple(
+        Message(
+            role=_ROLES[m.role],
+            content=m.text(),
+            tool_calls=tuple(c.model_dump(exclude_none=True) for c in m.tool_calls or ()),
+            tool_call_id=m.tool_call_id,
+        )
+        for m in req.messages
+    )
 
 
 def check_size(messages: Sequence[Message], max_messages: int, max_input_tokens: int) -> None:
@@ -87,6 +98,11 @@ def to_params(req: ChatCompletionRequest) -> GenParams:
         max_tokens=req.token_limit(),
         stop=req.stop_list(),
         seed=req.seed,
+        response_format=req.format_dict(),
+        tools=req.tool_dicts(),
+        tool_choice=req.tool_choice_value(),
+        logprobs=bool(req.logprobs),
+        top_logprobs=req.top_logprobs,
     )
 
 
@@ -99,7 +115,12 @@ def is_task_request(messages: Sequence[Message]) -> bool:
 
 
 async def events_for(pipeline: Pipeline, messages: tuple[Message, ...], params: GenParams, flt: Filter) -> Events:
-    """Deltas then one Answer: retrieval-augmented, or straight to the backend for Open WebUI tasks."""
+    """Deltas then one Answer: retrieval-augmented, or straight to the backend for Open WebUI tasks.
+
+    Raises:
+        InvalidRequest: the backend cannot honour a requested feature (before any retrieval).
+    """
+    check_features(pipeline.chat, params)
     if is_task_request(messages):
         log.debug("task request: answering without retrieval")
         return _passthrough(pipeline, messages, params)
@@ -111,16 +132,24 @@ async def _passthrough(pipeline: Pipeline, messages: tuple[Message, ...], params
     question = next((m.content for m in reversed(messages) if m.role == "user"), "")
     request = ChatRequest(messages=messages, question=question, params=params)
     parts: list[str] = []
+    calls = ToolCalls()
     finish, usage = "stop", Usage()
     async with aclosing(pipeline.chat.stream(request)) as deltas:  # type: ignore[type-var]
         async for delta in deltas:
-            if delta.text:
+            if delta.text or delta.tool_calls or delta.logprobs:
                 parts.append(delta.text)
-                yield Delta(text=delta.text)
+                calls.add(delta.tool_calls)
+                yield Delta(text=delta.text, tool_calls=delta.tool_calls, logprobs=delta.logprobs)
             finish = delta.finish_reason or finish
             usage = delta.usage or usage
     yield Answer(
-        text="".join(parts), citations=(), retrieved=(), backend=pipeline.chat.name, finish_reason=finish, usage=usage
+        text="".join(parts),
+        citations=(),
+        retrieved=(),
+        backend=pipeline.chat.name,
+        finish_reason=finish,
+        usage=usage,
+        tool_calls=calls.merged(),
     )
 
 
@@ -167,8 +196,34 @@ def completion_id() -> str:
     return f"chatcmpl-{uuid.uuid4().hex}"
 
 
-async def complete(events: Events, model: str, messages: Sequence[Message]) -> ChatCompletion:
-    """Drain the events into one ``chat.completion`` with the ``sources`` extension."""
+def complete(answer: Answer, model: str, messages: Sequence[Message]) -> ChatCompletion:
+    """The final answer as one ``chat.completion`` with the ``sources`` extension."""
+    calls = [ToolCall.model_validate(c) for c in answer.tool_calls] or None
+    message = AssistantMessage(content=answer.text if answer.text or not calls else None, tool_calls=calls)
+    choice = Choice(
+        message=message,
+        finish_reason=answer.finish_reason,
+        logprobs=dict(answer.logprobs) if answer.logprobs is not None else None,
+    )
+    return ChatCompletion(
+        id=completion_id(),
+        model=model,
+        choices=[choice],
+        usage=usage_of(answer, messages),
+        sources=source_refs(answer.citations),
+    )
+
+
+def completion_json(completion: ChatCompletion) -> dict[str, Any]:
+    """The response body: a message without tool calls or refusal omits those fields, as OpenAI's does."""
+    body = completion.model_dump(mode="json")
+    for choice in body["choices"]:
+        choice["message"] = {k: v for k, v in choice["message"].items() if v is not None or k == "content"}
+    return body
+
+
+async def final_answer(events: Events) -> Answer:
+    """Drain the events to their final Answer."""
     answer: Answer | None = None
     async with aclosing(events) as stream:  # type: ignore[type-var]
         async for event in stream:
@@ -176,13 +231,7 @@ async def complete(events: Events, model: str, messages: Sequence[Message]) -> C
                 answer = event
     if answer is None:  # pragma: no cover - the pipeline always ends with an Answer
         raise RuntimeError("generation ended without an answer")
-    return ChatCompletion(
-        id=completion_id(),
-        model=model,
-        choices=[Choice(message=AssistantMessage(content=answer.text), finish_reason=answer.finish_reason)],
-        usage=usage_of(answer, messages),
-        sources=source_refs(answer.citations),
-    )
+    return answer
 
 
 def source_events(citations: Sequence[Citation]) -> list[dict[str, Any]]:
@@ -215,12 +264,27 @@ def sse(payload: dict[str, Any] | str) -> bytes:
 
 def _chunk(chunk: ChatCompletionChunk) -> bytes:
     body = chunk.model_dump()
-    for key in ("usage", "event"):
+    for key in ("usage", "event", "sources"):
         if body[key] is None:
             del body[key]
     for choice in body["choices"]:
         choice["delta"] = {k: v for k, v in choice["delta"].items() if v is not None}
+        for piece in choice["delta"].get("tool_calls") or ():
+            for key in ("id", "type"):
+                if piece[key] is None:
+                    del piece[key]
     return sse(body)
+
+
+def _pieces(delta: Delta) -> list[ToolCallPiece] | None:
+    """A delta's tool-call pieces in the OpenAI chunk shape."""
+    if not delta.tool_calls:
+        return None
+    out = []
+    for p in delta.tool_calls:
+        fn = {"arguments": p.arguments} if p.name is None else {"name": p.name, "arguments": p.arguments}
+        out.append(ToolCallPiece(index=p.index, id=p.id, type="function" if p.id else None, function=fn))
+    return out
 
 
 async def stream_sse(
@@ -233,6 +297,9 @@ async def stream_sse(
 ) -> AsyncIterator[bytes]:
     """The SSE body: role, content, sources, finish, optional usage, ``[DONE]``; errors as a data event.
 
+    Every chunk has one entry in ``choices`` (what strict clients index), except the usage chunk that
+    ``include_usage`` asks for, last before ``[DONE]``, as OpenAI sends it. Open WebUI's source events
+    ride on chunks with an empty delta; the finish chunk carries the ``sources`` extension.
     ``first`` is the event already taken from ``events`` so failures before the first byte could
     still become a proper HTTP status.
     """
@@ -246,12 +313,15 @@ async def stream_sse(
         async with aclosing(_chain(first, events)) as stream:  # type: ignore[type-var]
             async for event in stream:
                 if isinstance(event, Delta):
-                    if event.text:
-                        yield chunk(choices=[ChunkChoice(delta=DeltaMessage(content=event.text))])
+                    if event.text or event.tool_calls or event.logprobs:
+                        delta = DeltaMessage(content=event.text or None, tool_calls=_pieces(event))
+                        logprobs = dict(event.logprobs) if event.logprobs is not None else None
+                        yield chunk(choices=[ChunkChoice(delta=delta, logprobs=logprobs)])
                     continue
                 for ev in source_events(event.citations):
-                    yield chunk(choices=[], event=ev)
-                yield chunk(choices=[ChunkChoice(delta=DeltaMessage(), finish_reason=event.finish_reason)])
+                    yield chunk(choices=[ChunkChoice(delta=DeltaMessage())], event=ev)
+                finish = ChunkChoice(delta=DeltaMessage(), finish_reason=event.finish_reason)
+                yield chunk(choices=[finish], sources=source_refs(event.citations))
                 if include_usage:
                     yield chunk(choices=[], usage=usage_of(event, messages))
     except Exception as exc:

@@ -34,12 +34,27 @@ _TYPE_BY_STATUS = {
     415: "invalid_request_error",
     429: "rate_limit_error",
 }
+# Every envelope carries a code (clients switch on it): an error that names none gets its status's.
 _CODE_BY_STATUS = {
+    400: "invalid_request",
+    401: "invalid_api_key",
+    403: "permission_denied",
     404: "not_found",
     405: "method_not_allowed",
+    409: "conflict",
     413: "request_too_large",
     415: "unsupported_media_type",
+    429: "rate_limit_exceeded",
+    500: "internal_error",
+    502: "upstream_error",
+    503: "upstream_unavailable",
+    504: "upstream_timeout",
 }
+
+
+def code_for(status: int) -> str:
+    """The error code for a status when the error itself names none."""
+    return _CODE_BY_STATUS.get(status, "server_error" if status >= 500 else "invalid_request")
 
 
 class RequestTooLarge(HTTPException):
@@ -54,13 +69,13 @@ def printable(text: str) -> str:
     return text if encodable(text) else text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
-def envelope(message: str, type_: str, param: str | None = None, code: str | None = None) -> dict[str, Any]:
+def envelope(message: str, type_: str, param: str | None, code: str) -> dict[str, Any]:
     """The OpenAI error envelope as a plain dict (its texts always encodable: they may quote the caller)."""
     body = ErrorBody(
         message=printable(message),
         type=type_,
         param=None if param is None else printable(param),
-        code=None if code is None else printable(code),
+        code=printable(code),
     )
     return ErrorResponse(error=body).model_dump()
 
@@ -101,8 +116,8 @@ def translate(exc: BaseException, request_id: str | None = None) -> tuple[int, d
         if exc.status >= 500:
             log.error("request %s failed (%d %s): %s", request_id or "-", exc.status, exc.code, exc.message)
             message = public_message(exc.status, request_id, exc.code)
-            return exc.status, envelope(message, exc.type, None, exc.code), headers
-        return exc.status, envelope(exc.message, exc.type, exc.param, exc.code), headers
+            return exc.status, envelope(message, exc.type, None, exc.code or code_for(exc.status)), headers
+        return exc.status, envelope(exc.message, exc.type, exc.param, exc.code or code_for(exc.status)), headers
     if isinstance(exc, RequestValidationError):
         message, param = describe_validation(exc.errors())
         return 400, envelope(message, "invalid_request_error", param, "invalid_request"), {}
@@ -114,7 +129,7 @@ def translate(exc: BaseException, request_id: str | None = None) -> tuple[int, d
             log.error("request %s failed (%d): %s", request_id or "-", status, message)
             message = public_message(status, request_id)
         headers = dict(exc.headers or {})
-        return status, envelope(message, type_, None, _CODE_BY_STATUS.get(status)), headers
+        return status, envelope(message, type_, None, code_for(status)), headers
     log.error("unexpected error (request %s)", request_id or "-", exc_info=exc)
     return 500, envelope(public_message(500, request_id), "server_error", None, "internal_error"), {}
 

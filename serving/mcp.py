@@ -233,7 +233,7 @@ async def _ask(mc: McpContext, args: AskArgs, caller: Principal) -> tuple[str, B
         events = chat.observed(events, mc.metrics, started, deadline)
     model = pipeline.settings.server.model_name
     async with asyncio.timeout_at(deadline):
-        completion = await chat.complete(events, model, messages)
+        completion = chat.complete(await chat.final_answer(events), model, messages)
     answer = completion.choices[0].message.content or ""
     result = AskResult(answer=answer, sources=completion.sources or [], model=model)
     cited = [f"[{s.n}] {s.title}{_where(s.section, s.page)}: {s.source}" for s in result.sources]

@@ -7,6 +7,7 @@ import base64
 import logging
 import sqlite3
 import time
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import numpy as np
@@ -18,10 +19,10 @@ from ingest.sync import forget_sources
 from rag import chain
 from rag.config import Settings
 from rag.errors import InvalidRequest, NotFound, RagError, UpstreamTimeout
-from rag.pipeline import Pipeline
-from rag.types import FILTERABLE_FIELDS, PUBLIC_GROUP, Filter, ScoredChunk, validate_filter
+from rag.pipeline import Answer, Pipeline
+from rag.types import FILTERABLE_FIELDS, PUBLIC_GROUP, Delta, Filter, GenParams, Message, ScoredChunk, validate_filter
 from rag.versions import live_settings
-from serving import chat
+from serving import chat, completions
 from serving.errors import public_reason
 from serving.identity import Principal, acl_filter, require
 from serving.metrics import Metrics
@@ -29,6 +30,8 @@ from serving.profiles import pick
 from serving.wire import (
     ChatCompletion,
     ChatCompletionRequest,
+    Completion,
+    CompletionRequest,
     DeleteResponse,
     EmbeddingData,
     EmbeddingRequest,
@@ -129,6 +132,69 @@ async def chat_completions(
     pipeline = pick(get_pipelines(request), body.model)
     request.state.model = pipeline.settings.server.model_name
     messages = chat.to_messages(body)
+    run = await _generate(request, pipeline, messages, chat.to_params(body), caller, metrics, settings, body.stream)
+    if isinstance(run, tuple):
+        first, events, backend = run
+        stream = chat.stream_sse(first, events, body.model, messages, body.wants_usage(), _request_id(request))
+        return _sse_response(stream, backend)
+    completion = chat.complete(run, body.model, messages)
+    return JSONResponse(chat.completion_json(completion), headers={BACKEND_HEADER: request.state.backend})
+
+
+@router.post(
+    "/v1/completions",
+    response_model=Completion,
+    responses={**_ERRORS, 200: {"content": {"text/event-stream": {}}}},
+    tags=["openai"],
+)
+async def legacy_completions(
+    body: CompletionRequest,
+    request: Request,
+    caller: ChatCallerDep,
+    metrics: MetricsDep,
+    settings: SettingsDep,
+) -> Response:
+    """Legacy completions: the prompt is answered as a question, with citations (same ACL as chat)."""
+    request.state.model = UNKNOWN_MODEL
+    pipeline = pick(get_pipelines(request), body.model)
+    request.state.model = pipeline.settings.server.model_name
+    messages = completions.to_messages(body)
+    run = await _generate(
+        request, pipeline, messages, completions.to_params(body), caller, metrics, settings, body.stream
+    )
+    if isinstance(run, tuple):
+        first, events, backend = run
+        stream = completions.stream_sse(first, events, body.model, messages, body.wants_usage(), _request_id(request))
+        return _sse_response(stream, backend)
+    result = completions.complete(run, body.model, messages)
+    return JSONResponse(result, headers={BACKEND_HEADER: request.state.backend})
+
+
+def _request_id(request: Request) -> str | None:
+    return getattr(request.state, "request_id", None)
+
+
+def _sse_response(stream: AsyncIterator[bytes], backend: str) -> StreamingResponse:
+    headers = {BACKEND_HEADER: backend, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+
+
+async def _generate(
+    request: Request,
+    pipeline: Pipeline,
+    messages: tuple[Message, ...],
+    params: GenParams,
+    caller: Principal,
+    metrics: Metrics,
+    settings: Settings,
+    stream: bool,
+) -> Answer | tuple[Delta | Answer, chat.Events, str]:
+    """Retrieve and generate under the request deadline.
+
+    Non-streaming: the final answer. Streaming: the first event (taken before answering, so a backend
+    that fails at once still gets a status and the chain can still fail over), the rest, and the
+    backend that answered.
+    """
     limits = settings.limits
     chat.check_size(messages, limits.max_messages, limits.max_input_tokens)
     started = time.perf_counter()
@@ -136,25 +202,17 @@ async def chat_completions(
     with chain.trace() as route:
         try:
             async with asyncio.timeout_at(deadline):
-                raw = await chat.events_for(pipeline, messages, chat.to_params(body), acl_filter(caller.groups))
+                raw = await chat.events_for(pipeline, messages, params, acl_filter(caller.groups))
         except TimeoutError as e:
             raise UpstreamTimeout("the request took longer than limits.request_timeout_s allows") from e
         events = chat.observed(raw, metrics, started, deadline)
-        if not body.stream:
-            completion = await chat.complete(events, body.model, messages)
-            backend = route.backend or pipeline.chat.name
-            request.state.backend = backend
-            return JSONResponse(completion.model_dump(mode="json"), headers={BACKEND_HEADER: backend})
-        # Take the first event before answering so a backend that fails at once still gets a status
-        # (and the chain can still fail over to the next backend).
-        first = await anext(events)
+        if not stream:
+            answer = await chat.final_answer(events)
+        else:
+            first = await anext(events)
     backend = route.backend or pipeline.chat.name
     request.state.backend = backend
-    stream = chat.stream_sse(
-        first, events, body.model, messages, body.wants_usage(), getattr(request.state, "request_id", None)
-    )
-    headers = {BACKEND_HEADER: backend, "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-    return StreamingResponse(stream, media_type="text/event-stream", headers=headers)
+    return answer if not stream else (first, events, backend)
 
 
 @router.post("/v1/embeddings", response_model=EmbeddingResponse, responses=_ERRORS, tags=["openai"])

@@ -74,6 +74,25 @@ class TextPart(BaseModel):
     text: str | None = None
 
 
+class FunctionCall(BaseModel):
+    """The function of a tool call: its name and its arguments as a JSON text."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    arguments: str = ""
+
+
+class ToolCall(BaseModel):
+    """A tool call the assistant made (in a response, or sent back in a later request)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
 class ChatMessage(BaseModel):
     """One message of a chat request."""
 
@@ -82,6 +101,8 @@ class ChatMessage(BaseModel):
     role: Literal["system", "developer", "user", "assistant", "tool"]
     content: str | list[TextPart] | None = None
     name: str | None = None
+    tool_calls: list[ToolCall] | None = None
+    tool_call_id: str | None = None
 
     def text(self) -> str:
         """The message text; a list of parts is concatenated (non-text parts are refused earlier)."""
@@ -109,6 +130,61 @@ class StreamOptions(BaseModel):
     include_usage: bool = False
 
 
+class JsonSchemaFormat(BaseModel):
+    """``response_format.json_schema``: a named JSON schema the answer must follow."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=64)
+    schema_: dict[str, Any] | None = Field(None, alias="schema")
+    strict: bool | None = None
+    description: str | None = None
+
+
+class ResponseFormat(BaseModel):
+    """``response_format``: plain text, any JSON object, or JSON following a schema."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
+
+    @model_validator(mode="after")
+    def _schema_given(self) -> ResponseFormat:
+        if self.type == "json_schema" and self.json_schema is None:
+            raise ValueError("type 'json_schema' needs a json_schema object")
+        return self
+
+
+class FunctionDef(BaseModel):
+    """A function a tool exposes."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str = Field(min_length=1, max_length=64)
+    description: str | None = None
+    parameters: dict[str, Any] | None = None
+    strict: bool | None = None
+
+
+class ToolDef(BaseModel):
+    """One entry of ``tools`` (function tools only)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["function"]
+    function: FunctionDef
+
+
+class NamedToolChoice(BaseModel):
+    """``tool_choice`` naming one function."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: Literal["function"]
+    function: dict[str, str]
+
+
 class ChatCompletionRequest(WireRequest):
     """``POST /v1/chat/completions`` body."""
 
@@ -126,6 +202,12 @@ class ChatCompletionRequest(WireRequest):
     n: int = 1
     seed: int | None = Field(None, ge=MIN_INT64, le=MAX_INT64)
     user: str | None = None
+    response_format: ResponseFormat | None = None
+    tools: list[ToolDef] | None = Field(None, max_length=128)
+    tool_choice: Literal["none", "auto", "required"] | NamedToolChoice | None = None
+    parallel_tool_calls: bool | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = Field(None, ge=0, le=20)
 
     @field_validator("n")
     @classmethod
@@ -155,6 +237,21 @@ class ChatCompletionRequest(WireRequest):
         """Whether a streamed response should end with a usage chunk."""
         return bool(self.stream_options and self.stream_options.include_usage)
 
+    def format_dict(self) -> dict[str, Any] | None:
+        """``response_format`` as the JSON the caller sent (``schema`` under its own name)."""
+        return (
+            None if self.response_format is None else self.response_format.model_dump(by_alias=True, exclude_none=True)
+        )
+
+    def tool_dicts(self) -> tuple[dict[str, Any], ...]:
+        """``tools`` as JSON objects."""
+        return tuple(t.model_dump(exclude_none=True) for t in self.tools or ())
+
+    def tool_choice_value(self) -> str | dict[str, Any] | None:
+        """``tool_choice`` as sent."""
+        tc = self.tool_choice
+        return tc.model_dump(exclude_none=True) if isinstance(tc, NamedToolChoice) else tc
+
 
 # ---------------------------------------------------------------------------------------------
 # Chat completions: responses
@@ -170,10 +267,12 @@ class UsageInfo(BaseModel):
 
 
 class AssistantMessage(BaseModel):
-    """The generated message of a non-streaming response."""
+    """The generated message of a non-streaming response (``content`` is null when it only calls tools)."""
 
     role: Literal["assistant"] = "assistant"
-    content: str
+    content: str | None
+    refusal: None = None
+    tool_calls: list[ToolCall] | None = None
 
 
 class Choice(BaseModel):
@@ -182,7 +281,16 @@ class Choice(BaseModel):
     index: int = 0
     message: AssistantMessage
     finish_reason: str | None = "stop"
-    logprobs: None = None
+    logprobs: dict[str, Any] | None = None
+
+
+class ToolCallPiece(BaseModel):
+    """A streamed piece of a tool call (id, type and name on its first piece only)."""
+
+    index: int
+    id: str | None = None
+    type: Literal["function"] | None = None
+    function: dict[str, str] = Field(default_factory=dict)
 
 
 class DeltaMessage(BaseModel):
@@ -190,6 +298,7 @@ class DeltaMessage(BaseModel):
 
     role: Literal["assistant"] | None = None
     content: str | None = None
+    tool_calls: list[ToolCallPiece] | None = None
 
 
 class ChunkChoice(BaseModel):
@@ -198,11 +307,11 @@ class ChunkChoice(BaseModel):
     index: int = 0
     delta: DeltaMessage
     finish_reason: str | None = None
-    logprobs: None = None
+    logprobs: dict[str, Any] | None = None
 
 
 class ChatCompletionChunk(BaseModel):
-    """``chat.completion.chunk``; ``event`` carries Open WebUI's citation form (see below)."""
+    """``chat.completion.chunk``: one entry in ``choices``, except the usage chunk ``include_usage`` asks for."""
 
     id: str
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
@@ -210,8 +319,11 @@ class ChatCompletionChunk(BaseModel):
     model: str
     choices: list[ChunkChoice] = Field(default_factory=list)
     usage: UsageInfo | None = None
-    # --- extension: Open WebUI reads citations from {"choices": [], "event": {"type": "source", ...}}
+    # --- extensions (onprem-rag) ------------------------------------------------------------------
+    # Open WebUI reads {"event": {"type": "source", ...}} from any chunk; ours carry an empty delta.
     event: dict[str, Any] | None = None
+    # The cited sources, on the chunk that carries finish_reason (as ``sources`` on chat.completion).
+    sources: list[SourceRef] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -232,6 +344,9 @@ class SourceRef(BaseModel):
     score: float
 
 
+ChatCompletionChunk.model_rebuild()
+
+
 class ChatCompletion(BaseModel):
     """``chat.completion`` with our ``sources`` extension."""
 
@@ -243,6 +358,111 @@ class ChatCompletion(BaseModel):
     usage: UsageInfo
     # --- extension (onprem-rag): the sources the answer cites ---------------------------------
     sources: list[SourceRef] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------------------------------------
+# Legacy completions (prompt in, text out): for older clients and LlamaIndex's completion mode
+# ---------------------------------------------------------------------------------------------
+
+
+class CompletionRequest(WireRequest):
+    """``POST /v1/completions`` body: one text prompt, answered from the documents like a chat question."""
+
+    model_config = ConfigDict(extra="allow")
+
+    model: str
+    prompt: str | list[str]
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    temperature: float | None = Field(None, ge=0.0, le=2.0)
+    top_p: float | None = Field(None, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_INT32)
+    stop: str | list[str] | None = None
+    n: int = 1
+    best_of: int | None = None
+    echo: bool = False
+    suffix: str | None = None
+    logprobs: int | None = None
+    seed: int | None = Field(None, ge=MIN_INT64, le=MAX_INT64)
+    user: str | None = None
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, v: str | list[str]) -> str | list[str]:
+        if isinstance(v, list) and len(v) != 1:
+            raise ValueError("exactly one prompt is supported (a list of one string, or a string)")
+        return v
+
+    @field_validator("n", "best_of")
+    @classmethod
+    def _one_choice(cls, v: int | None) -> int | None:
+        if v not in (None, 1):
+            raise ValueError("only 1 is supported")
+        return v
+
+    @field_validator("echo")
+    @classmethod
+    def _no_echo(cls, v: bool) -> bool:
+        if v:
+            raise ValueError("echo is not supported (the answer is generated from the documents, not a continuation)")
+        return v
+
+    @field_validator("suffix")
+    @classmethod
+    def _no_suffix(cls, v: str | None) -> str | None:
+        if v:
+            raise ValueError("suffix (insertion) is not supported")
+        return v
+
+    @field_validator("logprobs")
+    @classmethod
+    def _no_logprobs(cls, v: int | None) -> int | None:
+        if v is not None:
+            raise ValueError("logprobs is not supported on /v1/completions; use /v1/chat/completions")
+        return v
+
+    @field_validator("stop")
+    @classmethod
+    def _few_stops(cls, v: str | list[str] | None) -> str | list[str] | None:
+        if isinstance(v, list) and len(v) > 4:
+            raise ValueError("at most 4 stop sequences are allowed")
+        return v
+
+    def text(self) -> str:
+        """The prompt."""
+        return self.prompt if isinstance(self.prompt, str) else self.prompt[0]
+
+    def stop_list(self) -> tuple[str, ...]:
+        """``stop`` as a tuple."""
+        if self.stop is None:
+            return ()
+        return (self.stop,) if isinstance(self.stop, str) else tuple(self.stop)
+
+    def wants_usage(self) -> bool:
+        """Whether a streamed response should end with a usage chunk."""
+        return bool(self.stream_options and self.stream_options.include_usage)
+
+
+class CompletionChoice(BaseModel):
+    """One choice of a ``text_completion`` (streamed or not)."""
+
+    text: str
+    index: int = 0
+    logprobs: None = None
+    finish_reason: str | None = None
+
+
+class Completion(BaseModel):
+    """``text_completion`` (a whole response, or one streamed chunk) with our ``sources`` extension."""
+
+    id: str
+    object: Literal["text_completion"] = "text_completion"
+    created: int = Field(default_factory=lambda: int(time.time()))
+    model: str
+    choices: list[CompletionChoice]
+    usage: UsageInfo | None = None
+    # --- extension (onprem-rag): the sources the answer cites (on the last streamed chunk) --------
+    sources: list[SourceRef] | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -392,7 +612,7 @@ class ErrorBody(BaseModel):
     message: str
     type: str
     param: str | None = None
-    code: str | None = None
+    code: str
 
 
 class ErrorResponse(BaseModel):

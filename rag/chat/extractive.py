@@ -4,7 +4,9 @@ It makes the offline default useful without a model: deterministic, instant, and
 anything the documents do not. Sentences are scored against the question lexically: IDF-weighted
 overlap of word tokens plus Hangul/CJK character bigrams (so Korean works without a morphological
 analyser, ``휴가는`` still meeting ``휴가를``), with stopwords and verb endings ignored.
-``extractive://`` takes no parameters.
+``extractive://`` takes no parameters. It honours ``stop`` (the answer ends before the first stop
+sequence) and ``max_tokens`` (counted in words, the unit of its usage figures; ``finish_reason``
+is ``length`` when the answer is cut); ``seed`` changes nothing, as the answer is deterministic.
 """
 
 from __future__ import annotations
@@ -206,6 +208,25 @@ def cite(sentence: Sentence) -> str:
     return f"{text} [{sentence.source}]"
 
 
+def limit(text: str, max_tokens: int | None, stop: Sequence[str]) -> tuple[str, str]:
+    """``text`` cut before the first stop sequence and to ``max_tokens`` words, with the finish reason."""
+    cuts = [i for i in (text.find(s) for s in stop if s) if i >= 0]
+    if cuts:
+        text = text[: min(cuts)]
+    words = text.split(" ")
+    if max_tokens is not None and len([w for w in words if w]) > max_tokens:
+        kept: list[str] = []
+        count = 0
+        for w in words:
+            if w:
+                if count == max_tokens:
+                    break
+                count += 1
+            kept.append(w)
+        return " ".join(kept).rstrip(), "length"
+    return text, "stop"
+
+
 def answer(question: str, sources: Sequence[ScoredChunk]) -> str:
     """The whole extractive answer (or the 'could not find' sentence in the question's language)."""
     chosen = select(question, candidates(sources))
@@ -223,15 +244,15 @@ class ExtractiveChat:
         return "extractive://"
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
-        """Stream the extractive answer word by word; the last delta says ``stop``."""
+        """Stream the extractive answer word by word; the last delta says ``stop`` (or ``length`` when cut)."""
         question = request.question or next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-        text = answer(question, request.sources)
-        words = text.split(" ")
+        text, finish = limit(answer(question, request.sources), request.params.max_tokens, request.params.stop)
+        words = text.split(" ") if text else []
         for i, word in enumerate(words):
             yield Delta(text=word if i == len(words) - 1 else word + " ")
             await asyncio.sleep(0)
         prompt = sum(len(m.content.split()) for m in request.messages) or len(question.split())
-        yield Delta(finish_reason="stop", usage=Usage(prompt_tokens=prompt, completion_tokens=len(text.split())))
+        yield Delta(finish_reason=finish, usage=Usage(prompt_tokens=prompt, completion_tokens=len(text.split())))
 
     async def health(self) -> bool:
         """Always healthy: nothing to reach."""

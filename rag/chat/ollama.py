@@ -1,17 +1,22 @@
 """Ollama through its native ``/api/chat`` (which, unlike ``/v1``, takes options such as the context size).
 
 ``ollama://host:11434?model=llama3.2``; an empty host means 127.0.0.1, an empty port 11434.
-Optional ``?num_ctx=`` sets the context window.
+Optional ``?num_ctx=`` sets the context window. ``response_format`` becomes Ollama's ``format``
+(``"json"`` for ``json_object``, the schema itself for ``json_schema``) and ``tools`` its ``tools``
+(the same OpenAI function objects); the tool calls Ollama returns whole come back as OpenAI tool calls.
+Ollama has no ``tool_choice``: ``auto`` is its behaviour, ``none`` sends no tools, anything else is refused.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import uuid
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
-from rag.errors import ConfigError, RagError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
-from rag.types import ChatRequest, Delta, Usage
+from rag.errors import ConfigError, InvalidRequest, RagError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
+from rag.types import ChatRequest, Delta, GenParams, ToolCallDelta, Usage
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -21,6 +26,37 @@ log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 11434
 HEALTH_TIMEOUT_S = 3.0
+FEATURES = frozenset({"response_format", "tools"})
+
+
+def ollama_format(params: GenParams) -> Any:
+    """Ollama's ``format`` for an OpenAI ``response_format`` (None for plain text)."""
+    rf = params.response_format
+    if rf is None or rf.get("type", "text") == "text":
+        return None
+    if rf.get("type") == "json_object":
+        return "json"
+    if rf.get("type") == "json_schema":
+        schema = (rf.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, dict):
+            raise InvalidRequest(
+                "response_format.json_schema.schema must be a JSON schema object", param="response_format"
+            )
+        return schema
+    raise InvalidRequest(f"unknown response_format type {rf.get('type')!r}", param="response_format")
+
+
+def ollama_tools(params: GenParams) -> list[dict[str, Any]] | None:
+    """The tools to send (None for none), honouring ``tool_choice`` as far as Ollama can."""
+    if not params.tools or params.tool_choice == "none":
+        return None
+    if params.tool_choice not in (None, "auto"):
+        raise InvalidRequest(
+            "Ollama cannot force a tool call: tool_choice may be 'auto' or 'none' with this backend",
+            param="tool_choice",
+            code="unsupported_parameter",
+        )
+    return [dict(t) for t in params.tools]
 
 
 def ollama_host(url: BackendURL) -> str:
@@ -93,6 +129,11 @@ class OllamaChat:
         """The Ollama model name."""
         return self._model
 
+    @property
+    def features(self) -> frozenset[str]:
+        """``response_format`` (as ``format``) and ``tools``; Ollama's logprobs are not OpenAI's, so not offered."""
+        return FEATURES
+
     def _options(self, request: ChatRequest) -> dict[str, Any]:
         p = request.params
         options: dict[str, Any] = {
@@ -111,19 +152,27 @@ class OllamaChat:
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         """Stream the answer; the last delta carries ``done_reason`` and the token counts."""
-        messages = [{"role": m.role, "content": m.content} for m in request.messages]
+        messages = ollama_messages(request)
         finish: str | None = None
         usage: Usage | None = None
+        calls = 0
+        extra: dict[str, Any] = {}
+        if (fmt := ollama_format(request.params)) is not None:
+            extra["format"] = fmt
+        if (tools := ollama_tools(request.params)) is not None:
+            extra["tools"] = tools
         try:
             parts = await self._client.chat(
-                model=self._model, messages=messages, stream=True, options=self._options(request)
+                model=self._model, messages=messages, stream=True, options=self._options(request), **extra
             )
             async for part in parts:
                 text = part.message.content if part.message is not None else None
-                if text:
-                    yield Delta(text=text)
+                pieces = _tool_calls(part.message.tool_calls if part.message is not None else None, calls)
+                calls += len(pieces)
+                if text or pieces:
+                    yield Delta(text=text or "", tool_calls=pieces)
                 if part.done:
-                    finish = part.done_reason or "stop"
+                    finish = "tool_calls" if calls else (part.done_reason or "stop")
                     usage = Usage(part.prompt_eval_count or 0, part.eval_count or 0)
         except Exception as e:
             err = convert_ollama_error(e, host=self._host, model=self._model)
@@ -151,6 +200,45 @@ class OllamaChat:
     async def close(self) -> None:
         """Close the HTTP connection pool."""
         await self._client.close()
+
+
+def ollama_messages(request: ChatRequest) -> list[dict[str, Any]]:
+    """Messages in Ollama's form: a tool call's arguments are an object, a tool result names its function."""
+    names: dict[str, str] = {}
+    out: list[dict[str, Any]] = []
+    for m in request.messages:
+        msg: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            calls = []
+            for call in m.tool_calls:
+                fn = call.get("function") or {}
+                names[str(call.get("id", ""))] = str(fn.get("name", ""))
+                try:
+                    args = json.loads(fn.get("arguments") or "{}")
+                except json.JSONDecodeError as e:
+                    raise InvalidRequest("a tool call's arguments are not valid JSON", param="messages") from e
+                calls.append({"function": {"name": fn.get("name", ""), "arguments": args}})
+            msg["tool_calls"] = calls
+        if m.role == "tool" and m.tool_call_id in names:
+            msg["tool_name"] = names[m.tool_call_id]
+        out.append(msg)
+    return out
+
+
+def _tool_calls(calls: Any, first_index: int) -> tuple[ToolCallDelta, ...]:
+    """Ollama's whole tool calls (arguments an object, no id) as OpenAI tool-call pieces."""
+    out = []
+    for i, call in enumerate(calls or ()):
+        args = call.function.arguments
+        out.append(
+            ToolCallDelta(
+                index=first_index + i,
+                id=f"call_{uuid.uuid4().hex[:24]}",
+                name=call.function.name,
+                arguments=json.dumps(dict(args or {}), ensure_ascii=False),
+            )
+        )
+    return tuple(out)
 
 
 def from_url(url: BackendURL, settings: Settings) -> OllamaChat:

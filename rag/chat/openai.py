@@ -7,7 +7,10 @@
 
 Optional query parameters: ``retries`` (SDK retries, default 1); ``fold_system=true`` sends the
 system message (sources and rules) at the start of the first user message, for servers whose chat
-template drops the system role (llama.cpp's server with ``--chat_format gemma``).
+template drops the system role (llama.cpp's server with ``--chat_format gemma``); ``features=``
+(comma-separated, default ``response_format,tools,logprobs``; ``none`` for none) names the optional
+request features the server's model honours, so requests needing others are refused instead of
+being answered with prose.
 """
 
 from __future__ import annotations
@@ -17,8 +20,9 @@ from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
 from rag.chat import flag, wire_messages
+from rag.errors import ConfigError
 from rag.openai_client import convert_openai_error, make_async_client, openai_base_url, require_model
-from rag.types import ChatRequest, Delta, Usage
+from rag.types import ChatRequest, Delta, ToolCallDelta, Usage
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -27,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 HEALTH_TIMEOUT_S = 3.0
+ALL_FEATURES = frozenset({"response_format", "tools", "logprobs"})
 
 
 def _estimate_tokens(text: str) -> int:
@@ -46,8 +51,10 @@ class OpenAIChat:
         default_max_tokens: int = 512,
         default_temperature: float = 0.1,
         fold_system: bool = False,
+        features: frozenset[str] = ALL_FEATURES,
     ) -> None:
         self._fold_system = fold_system
+        self._features = features
         self._client = client
         self._model = model
         self._name = name
@@ -65,6 +72,11 @@ class OpenAIChat:
         """The upstream model id."""
         return self._model
 
+    @property
+    def features(self) -> frozenset[str]:
+        """Optional request features passed on (all of them unless ``?features=`` says otherwise)."""
+        return self._features
+
     def _args(self, request: ChatRequest) -> dict[str, Any]:
         import openai
 
@@ -78,6 +90,11 @@ class OpenAIChat:
             "max_tokens": self._default_max_tokens if p.max_tokens is None else p.max_tokens,
             "stop": list(p.stop) if p.stop else openai.omit,
             "seed": openai.omit if p.seed is None else p.seed,
+            "response_format": openai.omit if p.response_format is None else dict(p.response_format),
+            "tools": [dict(t) for t in p.tools] if p.tools else openai.omit,
+            "tool_choice": openai.omit if p.tool_choice is None or not p.tools else p.tool_choice,
+            "logprobs": True if p.logprobs else openai.omit,
+            "top_logprobs": openai.omit if p.top_logprobs is None else p.top_logprobs,
         }
 
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
@@ -98,10 +115,13 @@ class OpenAIChat:
                 choice = chunk.choices[0]
                 if choice.finish_reason:
                     finish = choice.finish_reason
-                text = choice.delta.content if choice.delta is not None else None
-                if text:
+                delta = choice.delta
+                text = delta.content if delta is not None else None
+                calls = _tool_calls(delta)
+                logprobs = choice.logprobs.model_dump(exclude_none=True) if choice.logprobs is not None else None
+                if text or calls or logprobs:
                     pieces += 1
-                    yield Delta(text=text)
+                    yield Delta(text=text or "", tool_calls=calls, logprobs=logprobs)
         except Exception as e:
             err = convert_openai_error(e, endpoint=self._endpoint, model=self._model)
             if err is None:
@@ -130,6 +150,38 @@ class OpenAIChat:
         await self._client.close()
 
 
+def _tool_calls(delta: Any) -> tuple[ToolCallDelta, ...]:
+    """The tool-call pieces of a streamed delta."""
+    calls = getattr(delta, "tool_calls", None) or ()
+    out = []
+    for call in calls:
+        fn = call.function
+        out.append(
+            ToolCallDelta(
+                index=call.index,
+                id=call.id,
+                name=fn.name if fn is not None else None,
+                arguments=(fn.arguments or "") if fn is not None else "",
+            )
+        )
+    return tuple(out)
+
+
+def parse_features(raw: str | None) -> frozenset[str]:
+    """The ``?features=`` of a backend URL (default: all).
+
+    Raises:
+        ConfigError: an unknown feature name.
+    """
+    if raw is None:
+        return ALL_FEATURES
+    names = {n.strip() for n in raw.split(",") if n.strip()} - {"none"}
+    unknown = names - ALL_FEATURES
+    if unknown:
+        raise ConfigError(f"unknown features {sorted(unknown)}; known: {', '.join(sorted(ALL_FEATURES))}, none")
+    return frozenset(names)
+
+
 def from_url(url: BackendURL, settings: Settings) -> OpenAIChat:
     """``openai://?model=``, ``openai+http(s)://host/v1?model=``, ``kserve+http(s)://host/openai/v1?model=``."""
     model = require_model(url, "openai+http://host:8000/v1?model=NAME")
@@ -143,4 +195,5 @@ def from_url(url: BackendURL, settings: Settings) -> OpenAIChat:
         default_max_tokens=settings.chat.max_tokens,
         default_temperature=settings.chat.temperature,
         fold_system=flag(url.query, "fold_system", False),
+        features=parse_features(url.query.get("features")),
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import socket
 import threading
 import time
@@ -179,3 +180,76 @@ def cut(pieces: list[str], max_tokens: int | None, stop: list[str]) -> tuple[lis
             out.append(piece)
             text = joined
     return pieces, reason
+
+
+def _last_user(messages: list[dict[str, Any]]) -> str:
+    return next((str(m.get("content") or "") for m in reversed(messages) if m.get("role") == "user"), "")
+
+
+def schema_example(schema: Any, text: str) -> Any:
+    """A value following a JSON schema (the subset models are given): strings carry ``text``."""
+    if not isinstance(schema, dict):
+        return text
+    if "enum" in schema:
+        return schema["enum"][0]
+    if "const" in schema:
+        return schema["const"]
+    for key in ("anyOf", "oneOf", "allOf"):
+        if schema.get(key):
+            return schema_example(schema[key][0], text)
+    kind = schema.get("type", "object")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), "null")
+    if kind == "object":
+        props = schema.get("properties") or {}
+        return {name: schema_example(sub, text) for name, sub in props.items()}
+    if kind == "array":
+        return [schema_example(schema.get("items") or {}, text)]
+    if kind == "integer":
+        return 1
+    if kind == "number":
+        return 1.5
+    if kind == "boolean":
+        return True
+    if kind == "null":
+        return None
+    return text
+
+
+def json_reply(response_format: Any, messages: list[dict[str, Any]]) -> str | None:
+    """The JSON text a model constrained by ``response_format`` answers with (None for plain text).
+
+    ``json_object`` gives ``{"answer": "Echo: ..."}``; ``json_schema`` a value following the schema
+    (OpenAI's form ``{"type": "json_schema", "json_schema": {"schema": ...}}`` or Ollama's bare schema).
+    """
+    text = "".join(canned_reply(messages))
+    if response_format in ("json", {"type": "json_object"}) or (
+        isinstance(response_format, dict) and response_format.get("type") == "json_object"
+    ):
+        return json.dumps({"answer": text})
+    if isinstance(response_format, dict) and response_format.get("type") == "json_schema":
+        return json.dumps(schema_example((response_format.get("json_schema") or {}).get("schema"), text))
+    if isinstance(response_format, dict) and response_format.get("type") not in ("text", None):
+        return json.dumps(schema_example(response_format, text))
+    return None
+
+
+def tool_to_call(tools: Any, tool_choice: Any, messages: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The function a tool-using model calls: the named one, else the first; none after a tool result.
+
+    Returns ``{"name": ..., "arguments": {...}}`` (arguments following the function's parameter schema).
+    """
+    if not tools or tool_choice == "none" or (messages and messages[-1].get("role") == "tool"):
+        return None
+    functions = [t.get("function") or {} for t in tools if isinstance(t, dict)]
+    chosen = functions[0]
+    if isinstance(tool_choice, dict):
+        wanted = (tool_choice.get("function") or {}).get("name")
+        chosen = next((f for f in functions if f.get("name") == wanted), chosen)
+    args = schema_example(chosen.get("parameters") or {"type": "object", "properties": {}}, _last_user(messages))
+    return {"name": chosen.get("name", ""), "arguments": args}
+
+
+def json_pieces(text: str, size: int = 8) -> list[str]:
+    """``text`` in pieces of ``size`` characters, the way a model streams JSON."""
+    return [text[i : i + size] for i in range(0, len(text), size)] or [""]

@@ -6,6 +6,9 @@ with ``done: true``, ``done_reason``, token counts and nanosecond durations), ``
 ``GET /api/tags``, ``GET /`` ("Ollama is running"), and ``{"error": "..."}`` bodies with 404 for a
 model that is not pulled. Answers are canned: ``Echo:`` and the first words of the last user
 message, one word per line, so tests can assert on them. Model names without a tag mean ``:latest``.
+``format`` (``"json"`` or a JSON schema) makes the answer JSON; ``tools`` makes it one message with
+``tool_calls`` (``{"function": {"name", "arguments": {...}}}``, arguments an object, no id) and
+``done_reason: "stop"``, as Ollama sends them; after a ``tool`` message it answers in text.
 """
 
 from __future__ import annotations
@@ -19,7 +22,16 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 
-from tests.fakes._serve import FakeServer, canned_reply, count_words, cut, fake_vector
+from tests.fakes._serve import (
+    FakeServer,
+    canned_reply,
+    count_words,
+    cut,
+    fake_vector,
+    json_pieces,
+    json_reply,
+    tool_to_call,
+)
 
 DEFAULT_MODELS = ("llama3.2:latest", "nomic-embed-text:latest")
 
@@ -84,7 +96,14 @@ class FakeOllamaServer(FakeServer):
             options = body.get("options") or {}
             stop = options.get("stop") or []
             limit = options.get("num_predict")
-            pieces, reason = cut(canned_reply(messages), limit if limit and limit > 0 else None, stop)
+            fmt = body.get("format")
+            structured = json_reply(fmt, messages) if fmt else None
+            reply = canned_reply(messages) if structured is None else json_pieces(structured)
+            pieces, reason = cut(reply, limit if limit and limit > 0 else None, stop)
+            call = tool_to_call(body.get("tools"), None, messages)
+            tool_calls = [{"function": call}] if call is not None else []
+            if tool_calls:
+                pieces = []
             final = {
                 "model": body["model"],
                 "created_at": _now(),
@@ -100,8 +119,11 @@ class FakeOllamaServer(FakeServer):
             }
             if body.get("stream", True) is False:
                 final["message"] = {"role": "assistant", "content": "".join(pieces)}
+                if tool_calls:
+                    final["message"]["tool_calls"] = tool_calls
                 return JSONResponse(final)
-            return StreamingResponse(self._lines(body["model"], pieces, final), media_type="application/x-ndjson")
+            lines = self._lines(body["model"], pieces, final, tool_calls)
+            return StreamingResponse(lines, media_type="application/x-ndjson")
 
         @app.post("/api/embed")
         async def embed(request: Request) -> Response:
@@ -122,10 +144,15 @@ class FakeOllamaServer(FakeServer):
 
         return app
 
-    async def _lines(self, model: str, pieces: list[str], final: dict[str, Any]) -> AsyncIterator[str]:
+    async def _lines(
+        self, model: str, pieces: list[str], final: dict[str, Any], tool_calls: list[dict[str, Any]]
+    ) -> AsyncIterator[str]:
         for piece in pieces:
             part = {"model": model, "created_at": _now(), "message": {"role": "assistant", "content": piece}}
             yield json.dumps({**part, "done": False}) + "\n"
+        if tool_calls:
+            message = {"role": "assistant", "content": "", "tool_calls": tool_calls}
+            yield json.dumps({"model": model, "created_at": _now(), "message": message, "done": False}) + "\n"
         yield json.dumps(final) + "\n"
 
     def _tag(self, name: str) -> dict[str, Any]:

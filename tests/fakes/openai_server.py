@@ -6,6 +6,11 @@ a final usage chunk when ``stream_options.include_usage``, ``data: [DONE]``) and
 ``POST /v1/embeddings`` (float or base64), with OpenAI's error envelope. Answers are canned:
 ``Echo:`` followed by the first words of the last user message, one word per chunk, so tests can
 assert on them. ``prefix`` mounts the routes elsewhere (``/openai/v1`` looks like KServe).
+
+Like OpenAI's models it honours ``response_format`` (``json_object``: ``{"answer": "Echo: ..."}``;
+``json_schema``: a value following the schema, streamed in pieces), ``tools`` (a call of the
+named or first function, arguments following its parameters, ``finish_reason: "tool_calls"``;
+after a ``tool`` message it answers in text), and ``logprobs``/``top_logprobs`` (one entry per piece).
 """
 
 from __future__ import annotations
@@ -21,7 +26,16 @@ import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
-from tests.fakes._serve import FakeServer, canned_reply, count_words, cut, fake_vector
+from tests.fakes._serve import (
+    FakeServer,
+    canned_reply,
+    count_words,
+    cut,
+    fake_vector,
+    json_pieces,
+    json_reply,
+    tool_to_call,
+)
 
 DEFAULT_MODELS = ("fake-chat", "fake-embed")
 
@@ -30,6 +44,14 @@ def error(status: int, message: str, type_: str, code: str | None = None, param:
     """OpenAI's error envelope."""
     body = {"error": {"message": message, "type": type_, "param": param, "code": code}}
     return JSONResponse(body, status_code=status)
+
+
+def _logprob(piece: str, top: int) -> dict[str, Any]:
+    """One token's ``logprobs.content`` entry (the piece counts as one token)."""
+    entry = {"token": piece, "logprob": -0.25, "bytes": list(piece.encode())}
+    alternatives = [{"token": f"{piece}~{k}", "logprob": -1.0 - k, "bytes": list(f"{piece}~{k}".encode())}
+                    for k in range(top)]  # fmt: skip
+    return {**entry, "top_logprobs": [entry, *alternatives][:top] if top else []}
 
 
 class FakeOpenAIServer(FakeServer):
@@ -101,7 +123,18 @@ class FakeOpenAIServer(FakeServer):
             stop = body.get("stop") or []
             stop = [stop] if isinstance(stop, str) else list(stop)
             limit = body.get("max_completion_tokens") or body.get("max_tokens")
-            pieces, reason = cut(canned_reply(body["messages"]), limit, stop)
+            structured = json_reply(body.get("response_format"), body["messages"])
+            reply = canned_reply(body["messages"]) if structured is None else json_pieces(structured)
+            pieces, reason = cut(reply, limit, stop)
+            call = tool_to_call(body.get("tools"), body.get("tool_choice"), body["messages"])
+            calls = []
+            if call is not None:
+                arguments = json.dumps(call["arguments"])
+                calls = [{"id": f"call_fake{next(self._ids)}", "type": "function",
+                          "function": {"name": call["name"], "arguments": arguments}}]  # fmt: skip
+                pieces, reason = [], "tool_calls"
+            top = body.get("top_logprobs") or 0
+            logprobs = bool(body.get("logprobs"))
             usage = {
                 "prompt_tokens": count_words(body["messages"]),
                 "completion_tokens": len(pieces),
@@ -109,8 +142,12 @@ class FakeOpenAIServer(FakeServer):
             }
             cid, created = f"chatcmpl-fake{next(self._ids)}", int(time.time())
             if not body.get("stream"):
-                message = {"role": "assistant", "content": "".join(pieces), "refusal": None}
-                choice = {"index": 0, "message": message, "finish_reason": reason, "logprobs": None}
+                message: dict[str, Any] = {"role": "assistant", "content": "".join(pieces) if not calls else None}
+                message["refusal"] = None
+                if calls:
+                    message["tool_calls"] = calls
+                lp = {"content": [_logprob(p, top) for p in pieces], "refusal": None} if logprobs else None
+                choice = {"index": 0, "message": message, "finish_reason": reason, "logprobs": lp}
                 return JSONResponse(
                     {
                         "id": cid,
@@ -124,7 +161,7 @@ class FakeOpenAIServer(FakeServer):
                 )
             include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
             return StreamingResponse(
-                self._sse(cid, created, model, pieces, reason, usage if include_usage else None),
+                self._sse(cid, created, model, pieces, reason, usage if include_usage else None, calls, logprobs, top),
                 media_type="text/event-stream",
             )
 
@@ -155,16 +192,25 @@ class FakeOpenAIServer(FakeServer):
         return app
 
     async def _sse(
-        self, cid: str, created: int, model: str, pieces: list[str], reason: str, usage: dict[str, int] | None
+        self,
+        cid: str,
+        created: int,
+        model: str,
+        pieces: list[str],
+        reason: str,
+        usage: dict[str, int] | None,
+        calls: list[dict[str, Any]],
+        logprobs: bool,
+        top: int,
     ) -> AsyncIterator[str]:
-        def chunk(delta: dict[str, Any], finish: str | None, choices: bool = True) -> str:
+        def chunk(delta: dict[str, Any], finish: str | None, choices: bool = True, lp: Any = None) -> str:
             obj: dict[str, Any] = {
                 "id": cid,
                 "object": "chat.completion.chunk",
                 "created": created,
                 "model": model,
                 "system_fingerprint": "fp_fake",
-                "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}] if choices else [],
+                "choices": [{"index": 0, "delta": delta, "logprobs": lp, "finish_reason": finish}] if choices else [],
             }
             if usage is not None:
                 # With include_usage every chunk carries "usage": null except the extra last one.
@@ -173,7 +219,15 @@ class FakeOpenAIServer(FakeServer):
 
         yield chunk({"role": "assistant", "content": "", "refusal": None}, None)
         for piece in pieces:
-            yield chunk({"content": piece}, None)
+            lp = {"content": [_logprob(piece, top)], "refusal": None} if logprobs else None
+            yield chunk({"content": piece}, None, lp=lp)
+        for i, call in enumerate(calls):
+            # OpenAI streams a call as its id and name first, then the arguments in pieces.
+            head = {"index": i, "id": call["id"], "type": "function",
+                    "function": {"name": call["function"]["name"], "arguments": ""}}  # fmt: skip
+            yield chunk({"tool_calls": [head]}, None)
+            for part in json_pieces(call["function"]["arguments"]):
+                yield chunk({"tool_calls": [{"index": i, "function": {"arguments": part}}]}, None)
         yield chunk({}, reason)
         if usage is not None:
             last = json.loads(chunk({}, None, choices=False)[6:])

@@ -8,7 +8,7 @@ import pytest
 
 from rag.chain import ChainChat, ChainPolicy, trace
 from rag.errors import InvalidRequest, UpstreamUnavailable
-from rag.types import ChatRequest, Chunk, Delta, Message, ScoredChunk
+from rag.types import ChatRequest, Chunk, Delta, GenParams, Message, ScoredChunk
 from tests.serving.doubles import ScriptedChat
 
 
@@ -125,3 +125,34 @@ async def test_first_token_timeout_fails_over() -> None:
     with trace() as t:
         await drain(chain)
     assert t.backend == "b"
+
+
+@dataclass
+class WithJson(Named):
+    @property
+    def features(self) -> frozenset[str]:
+        return frozenset({"response_format"})
+
+
+async def test_a_request_needing_a_feature_skips_the_backends_without_it() -> None:
+    plain, json_capable = Named(label="plain", words=("prose",)), WithJson(label="json", words=("{}",))
+    chain = ChainChat([plain, json_capable], FAST)
+    assert chain.features == frozenset({"response_format"})
+    base = request()
+    wants_json = ChatRequest(messages=base.messages, sources=base.sources, question="q",
+                             params=GenParams(response_format={"type": "json_object"}))  # fmt: skip
+    with trace() as t:
+        assert await drain(chain, wants_json) == "{}"
+    assert t.backend == "json" and plain.requests == []
+    assert await drain(chain) == "prose"
+
+
+async def test_a_feature_no_backend_of_the_chain_has_is_a_400_naming_it() -> None:
+    chain = ChainChat([Named(label="a"), WithJson(label="b")], FAST)
+    base = request()
+    wants_tools = ChatRequest(messages=base.messages, sources=base.sources, question="q",
+                              params=GenParams(tools=({"type": "function", "function": {"name": "f"}},),
+                                               tool_choice="required"))  # fmt: skip
+    with pytest.raises(InvalidRequest) as caught:
+        await drain(chain, wants_tools)
+    assert caught.value.param == "tools" and caught.value.code == "unsupported_parameter"

@@ -89,7 +89,9 @@ async def test_open_webui_task_requests_skip_retrieval(service: Service) -> None
     assert request.messages[-1].content == task
 
 
-async def test_stream_sends_role_content_sources_finish_usage_then_done(service: Service) -> None:
+async def test_stream_sends_role_content_sources_finish_usage_then_done_with_one_choice_per_chunk(
+    service: Service,
+) -> None:
     r = await service.client.post(CHAT, json=ask(stream=True, stream_options={"include_usage": True}))
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
@@ -102,8 +104,10 @@ async def test_stream_sends_role_content_sources_finish_usage_then_done(service:
     assert chunks[0]["choices"][0]["delta"] == {"role": "assistant", "content": ""}
     text = "".join(c["choices"][0]["delta"].get("content", "") for c in chunks if c["choices"])
     assert text == "The answer is here [1]."
+    # Only the usage chunk asked for by include_usage has no choice: strict clients index choices[0].
+    assert all(len(c["choices"]) == 1 for c in chunks[:-1])
     [source] = [c for c in chunks if "event" in c]
-    assert source["choices"] == []
+    assert source["choices"] == [{"index": 0, "delta": {}, "finish_reason": None, "logprobs": None}]
     assert source["event"]["type"] == "source"
     assert source["event"]["data"]["source"] == {"name": "Cluster guide", "id": "file:///docs/cluster.md"}
     assert source["event"]["data"]["document"] == ["The cluster has 64 GPUs in the north hall."]
@@ -112,6 +116,7 @@ async def test_stream_sends_role_content_sources_finish_usage_then_done(service:
     assert (meta["name"], meta["n"]) == ("Cluster guide", 1)
     finish, usage = chunks[-2], chunks[-1]
     assert finish["choices"] == [{"index": 0, "delta": {}, "finish_reason": "stop", "logprobs": None}]
+    assert [(s["n"], s["title"]) for s in finish["sources"]] == [(1, "Cluster guide")]
     assert usage["choices"] == []
     assert usage["usage"]["total_tokens"] > 0
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rag.chat.extractive import ExtractiveChat, answer, split_sentences
 from rag.config import Settings
 from rag.registry import make_chat
-from rag.types import ChatRequest, Chunk, Message, ScoredChunk
+from rag.types import ChatRequest, Chunk, GenParams, Message, ScoredChunk
 
 EN = (
     "# Leave policy\n\nEmployees get 25 days of paid vacation per year. Unused days carry over until March, "
@@ -99,3 +99,30 @@ async def test_streams_word_by_word_and_ends_with_stop_and_usage():
     assert deltas[-1].usage is not None and deltas[-1].usage.completion_tokens == len(text.split())
     again = "".join([d.text async for d in chat.stream(req)])
     assert again == text
+
+
+async def test_max_tokens_cuts_the_answer_to_that_many_words_with_finish_reason_length():
+    chat = ExtractiveChat()
+    full = request("How long is parental leave?", EN)
+    whole = "".join([d.text async for d in chat.stream(full)])
+    assert len(whole.split()) > 4
+    cut = ChatRequest(messages=full.messages, sources=full.sources, question=full.question,
+                      params=GenParams(max_tokens=4))  # fmt: skip
+    deltas = [d async for d in chat.stream(cut)]
+    text = "".join(d.text for d in deltas)
+    assert text.split() == whole.split()[:4]
+    assert deltas[-1].finish_reason == "length"
+    assert deltas[-1].usage is not None and deltas[-1].usage.completion_tokens == 4
+
+
+async def test_stop_ends_the_answer_before_the_first_stop_sequence_and_a_long_limit_changes_nothing():
+    chat = ExtractiveChat()
+    full = request("How long is parental leave?", EN)
+    whole = "".join([d.text async for d in chat.stream(full)])
+    word = whole.split()[2]
+    params = GenParams(stop=(word, "never-there"), max_tokens=1000, seed=3)
+    stopped = ChatRequest(messages=full.messages, sources=full.sources, question=full.question, params=params)
+    deltas = [d async for d in chat.stream(stopped)]
+    text = "".join(d.text for d in deltas)
+    assert text == whole[: whole.index(word)]
+    assert deltas[-1].finish_reason == "stop"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from rag.chat.openai import OpenAIChat
@@ -152,3 +154,36 @@ async def test_fold_system_sends_the_system_message_at_the_start_of_the_first_us
     assert fake_openai.requests[-1]["messages"] == [{"role": "user", "content": "Answer briefly.\n\nhello"}]
     with pytest.raises(ConfigError, match="fold_system"):
         chat_for(base + "&fold_system=maybe")
+
+
+async def test_tools_are_passed_and_streamed_tool_call_pieces_come_back(fake_openai: FakeOpenAIServer):
+    chat = chat_for(f"openai+http://127.0.0.1:{fake_openai.port}/v1?model=fake-chat")
+    tool = {"type": "function", "function": {"name": "find", "parameters": {"type": "object",
+            "properties": {"q": {"type": "string"}}}}}  # fmt: skip
+    deltas = await collect(chat, ask("find it", tools=(tool,), tool_choice="required"))
+    await chat.close()
+    sent = fake_openai.requests[-1]
+    assert (sent["tools"], sent["tool_choice"]) == ([tool], "required")
+    pieces = [p for d in deltas for p in d.tool_calls]
+    assert pieces[0].id and pieces[0].name == "find"
+    assert json.loads("".join(p.arguments for p in pieces)) == {"q": "find it"}
+    assert deltas[-1].finish_reason == "tool_calls"
+
+
+async def test_response_format_and_logprobs_are_passed_through(fake_openai: FakeOpenAIServer):
+    chat = chat_for(f"openai+http://127.0.0.1:{fake_openai.port}/v1?model=fake-chat")
+    deltas = await collect(chat, ask("hi", response_format={"type": "json_object"}, logprobs=True, top_logprobs=1))
+    await chat.close()
+    sent = fake_openai.requests[-1]
+    assert (sent["response_format"], sent["logprobs"], sent["top_logprobs"]) == ({"type": "json_object"}, True, 1)
+    assert json.loads("".join(d.text for d in deltas)) == {"answer": "Echo: hi"}
+    assert all(d.logprobs and d.logprobs["content"] for d in deltas if d.text)
+
+
+def test_features_narrow_with_the_url_and_refuse_unknown_names(fake_openai: FakeOpenAIServer):
+    base = f"openai+http://127.0.0.1:{fake_openai.port}/v1?model=fake-chat"
+    assert chat_for(base).features == {"response_format", "tools", "logprobs"}
+    assert chat_for(base + "&features=tools").features == {"tools"}
+    assert chat_for(base + "&features=none").features == frozenset()
+    with pytest.raises(ConfigError, match="unknown features"):
+        chat_for(base + "&features=vision")
