@@ -32,7 +32,7 @@ NOT_FOUND = {
 MAX_SENTENCES = 3
 # A further sentence must score at least this share of the best one.
 RELATIVE_FLOOR = 0.5
-# The best sentence must cover at least this share of the question's (IDF-weighted) terms.
+# A quoted sentence must cover at least this share of the question's (IDF-weighted) terms.
 MIN_COVERAGE = 0.15
 # Sentences sharing more than this share of their terms count as near-duplicates.
 DUPLICATE_JACCARD = 0.7
@@ -118,6 +118,8 @@ _GENERIC_HEADER = re.compile(r"^column \d+$", re.IGNORECASE)
 _CODE_LINE = re.compile(
     r"^\s*(?:[{}\[\]]|\"[^\"]+\"\s*:|\$ |>>> |(?:def|class|import|from|return|const|let|var|function)\s|#!|//)"
     r"|[;{]\s*$|\)\s*\{|=>|\b\w+\([^)]*\)\s*;"
+    # A YAML line: a lower-case key without spaces and at most one value token ("apiVersion: v1", "spec:").
+    r"|^\s*-?\s*[a-z][A-Za-z0-9_.-]*:(?:\s+[^\s;]+)?\s*$"
 )
 _CODE_CHARS = frozenset('{}[]()<>=;"`$|\\')
 # Questions that ask for code, a command or a configuration snippet.
@@ -210,6 +212,7 @@ def _split_paragraph(text: str) -> list[str]:
     return [s for s in out if s]
 
 
+_PLAIN_PIPE_ROW = re.compile(r"^[^|`]+(?: \| [^|`]*)+$")
 _TABLE_RULE = re.compile(r"^\|?\s*:?-{2,}:?\s*(\|\s*:?-{2,}:?\s*)*\|?$")
 _MIN_WORDS = 3
 
@@ -251,9 +254,13 @@ def pieces(text: str) -> list[Piece]:
                 out.append(Piece(sentence, code=is_code, stub=cut or (not is_code and _is_stub(sentence))))
             paragraph.clear()
 
+    loose = False  # the previous line was a code line outside a fence
+    row_run = False  # the previous line was an "a | b" table row
     for i, line in enumerate(lines):
         nxt = lines[i + 1] if i + 1 < len(lines) else None
         stripped = line.strip()
+        was_loose, loose = loose, False
+        was_row, row_run = row_run, False
         if _FENCE.match(line):
             flush()
             if in_fence and code:
@@ -279,6 +286,17 @@ def pieces(text: str) -> list[Piece]:
             row = table_row(named)
             if row:
                 out.append(Piece(row))
+        elif _PLAIN_PIPE_ROW.match(stripped):
+            # "a | b | c" rows (DOCX and PPTX tables): the first row of a run names the columns.
+            flush()
+            cells = [c.strip() for c in stripped.split(" | ")]
+            if not was_row:
+                header = cells
+            else:
+                row = table_row([(header[j] if j < len(header) else "", c) for j, c in enumerate(cells)])
+                if row:
+                    out.append(Piece(row))
+            row_run = True
         elif _TABLE_ROW.match(stripped):
             # A table row as ingestion writes it ("Queue: batch; Max run time: 72 hours"): one line, one fact.
             flush()
@@ -291,9 +309,14 @@ def pieces(text: str) -> list[Piece]:
             item = clean_inline(_BULLET.sub("", line, count=1).strip())
             if item:
                 out.append(Piece(item, code=looks_like_code(item), stub=_is_stub(item)))
-        elif looks_like_code(stripped) and not paragraph:
+        elif looks_like_code(stripped):
             flush()
-            out.append(Piece(stripped, code=True))
+            if out and out[-1].code and was_loose:
+                out[-1] = Piece(f"{out[-1].text}\n{line.rstrip()}", code=True)  # consecutive code lines: one block
+            else:
+                out.append(Piece(line.rstrip(), code=True))
+            loose = True
+            continue
         else:
             paragraph.append(stripped)
     flush()
@@ -336,12 +359,19 @@ def select(question: str, sentences: Sequence[Sentence]) -> list[Sentence]:
             df = sum(1 for s in sentences if f in (s.words if kind == "w" else s.bigrams))
             weight[(kind, f)] = scale * _idf(df, n)
     total = sum(weight.values())
+    family = {kind: sum(w for (k, _), w in weight.items() if k == kind) for kind in ("w", "b")}
     scored: list[tuple[float, Sentence]] = []
     for s in sentences:
-        matched = sum(w for (kind, f), w in weight.items() if f in (s.words if kind == "w" else s.bigrams))
+        hits = {(kind, f): w for (kind, f), w in weight.items() if f in (s.words if kind == "w" else s.bigrams)}
+        matched = sum(hits.values())
         if matched <= 0:
             continue
         coverage = matched / total
+        # The floor is met by words or by Hangul bigrams on their own: a Korean question's inflected words
+        # ("사고는", "신고하나요") never recur as written, so they must not drown the bigrams that do match.
+        own = max(sum(w for (k, _), w in hits.items() if k == kind) / family[kind] for kind in family if family[kind])
+        if own < MIN_COVERAGE:
+            continue  # a short sentence sharing one rare term must not outrank one that answers
         # A mild length penalty: long sentences match more terms by chance.
         size = len(s.words) + len(s.bigrams) / 2
         scored.append((coverage / max(1.0, size / 12) ** 0.3, s))
@@ -349,11 +379,6 @@ def select(question: str, sentences: Sequence[Sentence]) -> list[Sentence]:
         return []
     scored.sort(key=lambda x: (-x[0], x[1].source, x[1].position))
     best_score, best = scored[0]
-    best_coverage = (
-        sum(w for (kind, f), w in weight.items() if f in (best.words if kind == "w" else best.bigrams)) / total
-    )
-    if best_coverage < MIN_COVERAGE:
-        return []
     chosen = [best]
     for score, s in scored[1:]:
         if len(chosen) == MAX_SENTENCES or score < RELATIVE_FLOOR * best_score:

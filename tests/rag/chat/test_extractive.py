@@ -154,3 +154,28 @@ def test_code_is_quoted_only_when_the_question_asks_for_it():
     assert "pip install" not in prose and "{" not in prose
     asked = answer("What command installs the kfp SDK?", sources((chunk,)))
     assert "pip install kfp==2.9.0" in asked
+
+
+def test_yaml_lines_outside_a_fence_are_code_and_left_out_of_a_prose_answer():
+    chunk = (
+        "Large language models use the runtime hari-vllm-runtime.\n"
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: qwen-7b\n"
+        "  runtime: hari-vllm-runtime"
+    )
+    assert split_sentences(chunk) == ["Large language models use the runtime hari-vllm-runtime."]
+    assert answer("Which runtime serves large language models?", sources((chunk,))) == (
+        "Large language models use the runtime hari-vllm-runtime [1]."
+    )
+    assert "kind: InferenceService" in answer("Show the YAML manifest of the InferenceService", sources((chunk,)))
+
+
+def test_rows_of_a_docx_table_are_named_by_its_first_row_and_korean_rows_are_quoted():
+    chunk = (
+        "담당 부서 연락처\n\n부서 | 담당 업무 | 연락처\n인사팀 | 계정 발급, 휴가 | 내선 1200\n"
+        "정보보안팀 | 보안 사고 신고 | 내선 2119"
+    )
+    assert split_sentences(chunk)[1:] == [
+        "부서: 인사팀; 담당 업무: 계정 발급, 휴가; 연락처: 내선 1200",
+        "부서: 정보보안팀; 담당 업무: 보안 사고 신고; 연락처: 내선 2119",
+    ]
+    assert "내선 2119 [1]" in answer("보안 사고는 어느 번호로 신고하나요?", sources((chunk,)))
