@@ -126,6 +126,13 @@ class RetrievalSettings(BaseModel):
     mmr_lambda: float = Field(
         1.0, ge=0, le=1, description="MMR relevance/diversity trade-off for source selection; 1 = off."
     )
+    max_chunks_per_source: int = Field(
+        2,
+        ge=0,
+        le=100,
+        description="Most chunks of one document among the k sources while other documents also match "
+        "(relaxed to fill k when few do; 0 = no cap).",
+    )
     neighbors: int = Field(0, ge=0, le=3, description="Adjacent chunks of the same document added to each source.")
     rerank_url: str = Field(
         "",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 
@@ -61,6 +62,30 @@ def select(hits: Sequence[ScoredChunk], k: int, dedupe: float = 0.8, mmr_lambda:
             break
         chosen.append(pool.pop(best_i))
     return chosen
+
+
+def cap_per_source(hits: Sequence[ScoredChunk], k: int, per_source: int) -> list[ScoredChunk]:
+    """Up to ``k`` hits with at most ``per_source`` chunks of one document while other documents have hits.
+
+    One huge file (a generated API reference) can own most candidates and so the whole top-k; the cap
+    gives the other matching documents their place. It relaxes when few documents match: the slots
+    the capped pass leaves empty are filled with the best remaining hits, after the capped ones
+    (``per_source`` 0 = no cap).
+    """
+    if per_source <= 0:
+        return list(hits[:k])
+    chosen: list[ScoredChunk] = []
+    rest: list[ScoredChunk] = []
+    counts: Counter[str] = Counter()
+    for hit in hits:
+        if len(chosen) == k:
+            break
+        if counts[hit.chunk.source] < per_source:
+            counts[hit.chunk.source] += 1
+            chosen.append(hit)
+        else:
+            rest.append(hit)
+    return chosen + rest[: k - len(chosen)]
 
 
 def with_neighbors(hit: ScoredChunk, same_source: Sequence[Chunk], n: int) -> ScoredChunk:

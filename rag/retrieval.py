@@ -15,6 +15,9 @@ a common word that is also a title ("Oxygen", "Force") does not link single-hop 
 Relevance gate: a fused chunk counts as relevant when its dense similarity reaches ``min_score``
 (only where dense was used) or it holds ``min_lexical_coverage`` of the query's terms. With nothing
 relevant, callers get no sources and the answerer says it does not know.
+
+Diversity: among the k, one document holds at most ``max_chunks_per_source`` chunks while other
+documents also pass the gate (``rag.context.cap_per_source``), so one huge file cannot fill the top-k.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from rag.config import RetrievalSettings
+from rag.context import cap_per_source
 from rag.lang import detect_lang
 from rag.lexical.fusion import fuse
 from rag.lexical.tokens import WORD, coverage, lexical_text, make_tokenizer
@@ -201,15 +205,21 @@ class Retriever:
         """The top-k relevant chunks, best first (fused score in [0, 1], or the reranker's)."""
         validate_k(k)
         ranked = await self.rank(query, flt, max(k, self.settings.candidates))
+        per_source = self.settings.max_chunks_per_source
         out: list[ScoredChunk] = []
+        counts: dict[str, int] = {}
+        admitted = 0
         # Fused order already puts relevant chunks first; past a few times k the gate (which tokenises
         # each chunk) would only spend time on chunks that cannot matter.
         for hit in ranked.hits[: max(4 * k, 20)]:
             if self.relevant(ranked, hit):
                 out.append(hit)
-                if len(out) == k:
+                source = hit.chunk.source
+                counts[source] = counts.get(source, 0) + 1
+                admitted += per_source <= 0 or counts[source] <= per_source
+                if admitted == k:
                     break
-        return out
+        return cap_per_source(out, k, per_source)
 
 
 async def _none() -> list[ScoredChunk]:

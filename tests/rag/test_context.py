@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from rag.context import (
+    cap_per_source,
     estimate_tokens,
     fit_budget,
     is_followup,
@@ -80,3 +81,21 @@ def test_llm_rewrite_prompt_carries_the_history_and_the_question():
     history = [Message("user", "GPU 작업의 최대 실행 시간은?"), Message("assistant", "72시간입니다 [1].")]
     (msg,) = rewrite_messages("그럼 CPU는?", history)
     assert "GPU 작업의 최대 실행 시간은?" in msg.content and "그럼 CPU는?" in msg.content
+
+
+def test_a_dominating_source_is_capped_and_other_documents_get_its_slots():
+    ranked = [hit(i, f"api {i}", 1 - i / 20, "api.md") for i in range(8)] + [
+        hit(10, "guide", 0.5, "guide.md"),
+        hit(11, "policy", 0.4, "policy.md"),
+        hit(12, "faq", 0.3, "faq.md"),
+    ]
+    top = cap_per_source(ranked, 5, per_source=2)
+    assert [h.chunk.id for h in top] == ["c0", "c1", "c10", "c11", "c12"]
+
+
+def test_with_few_matching_sources_the_cap_relaxes_to_fill_k_best_first():
+    ranked = [hit(i, f"api {i}", 1 - i / 20, "api.md") for i in range(6)] + [hit(10, "guide", 0.5, "guide.md")]
+    top = cap_per_source(ranked, 5, per_source=2)
+    assert [h.chunk.id for h in top] == ["c0", "c1", "c10", "c2", "c3"]
+    assert [h.chunk.id for h in cap_per_source(ranked[:4], 5, per_source=2)] == ["c0", "c1", "c2", "c3"]
+    assert cap_per_source(ranked, 3, per_source=0) == ranked[:3]

@@ -67,6 +67,30 @@ async def test_irrelevant_query_gets_no_hits_through_the_gate():
     assert np.isfinite([h.score for h in await retriever.search("cafeteria", 2)]).all()
 
 
+async def test_search_keeps_one_huge_document_from_filling_the_top_k():
+    store = MemoryStore("docs")
+    embedder = HashingEmbedder(64)
+    await store.open(embedder.info, create=True)
+    reference = [f"The quota field {i} of the quota API sets the GPU quota of a team." for i in range(12)]
+    others = [
+        "The GPU quota of a team is 16 A100 GPUs.",
+        "Ask the platform team to raise a GPU quota.",
+        "Each GPU quota of a team is reviewed once a year.",
+    ]
+    chunks = [Chunk(id=f"r{i}", text=t, source="api-reference.md", index=i) for i, t in enumerate(reference)]
+    chunks += [Chunk(id=f"o{i}", text=t, source=f"guide{i}.md") for i, t in enumerate(others)]
+    texts = [c.text for c in chunks]
+    await store.upsert(chunks, await embedder.embed_documents(texts))
+    query = "GPU quota of a team"
+    capped = await Retriever(store, embedder, RetrievalSettings()).search(query, 5)
+    assert [h.chunk.source for h in capped].count("api-reference.md") == 2
+    assert {"guide0.md", "guide1.md", "guide2.md"} <= {h.chunk.source for h in capped} and len(capped) == 5
+    uncapped = await Retriever(store, embedder, RetrievalSettings(max_chunks_per_source=0)).search(query, 5)
+    assert [h.chunk.source for h in uncapped].count("api-reference.md") > 2
+    alone = await Retriever(store, embedder, RetrievalSettings(max_chunks_per_source=1)).search("quota API field", 5)
+    assert len(alone) == 5  # few documents match: the cap relaxes rather than return fewer than k
+
+
 def titled(i: int, title: str, text: str) -> ScoredChunk:
     return ScoredChunk(Chunk(id=f"c{i}", text=text, source=f"s{i}", title=title), 0.0)
 

@@ -51,12 +51,12 @@ def test_table_rows_from_ingestion_are_one_sentence_each_and_the_right_row_is_qu
     )
     assert split_sentences(table) == [
         "Every job names a queue.",
-        "Queue: `interactive`; Max run time: 8 hours; Preemptible: no",
-        "Queue: `batch`; Max run time: 72 hours; Preemptible: no",
+        "Queue: interactive; Max run time: 8 hours; Preemptible: no",
+        "Queue: batch; Max run time: 72 hours; Preemptible: no",
         "Checkpoint every 2 hours.",
     ]
     text = answer("What is the max run time in the batch queue?", sources((table,)))
-    assert text.startswith("Queue: `batch`; Max run time: 72 hours; Preemptible: no [1]")
+    assert text.startswith("Queue: batch; Max run time: 72 hours; Preemptible: no [1]")
 
 
 def test_english_answer_quotes_the_right_sentence_with_its_source_number():
@@ -126,3 +126,83 @@ async def test_stop_ends_the_answer_before_the_first_stop_sequence_and_a_long_li
     text = "".join(d.text for d in deltas)
     assert text == whole[: whole.index(word)]
     assert deltas[-1].finish_reason == "stop"
+
+
+def test_markdown_emphasis_links_html_and_anchors_are_quoted_as_plain_text():
+    text = (
+        '<a id="scope"></a>The **Scope** of a <code>CustomResourceDefinition</code> is set by '
+        "[`spec.scope`](#spec-scope) and is _either_ cluster-wide or namespaced &amp; immutable. "
+        "Objects live under `/apis/<group>/<version>/` paths."
+    )
+    assert split_sentences(text) == [
+        "The Scope of a CustomResourceDefinition is set by spec.scope and is either cluster-wide or namespaced "
+        "& immutable.",
+        "Objects live under /apis/<group>/<version>/ paths.",
+    ]
+    reply = answer("What sets the scope of a CustomResourceDefinition?", sources((text,)))
+    assert reply.startswith("The Scope of a CustomResourceDefinition is set by spec.scope")
+    assert not any(mark in reply for mark in ("**", "<a", "<code>", "](", "&amp;", "`"))
+
+
+def test_a_table_row_reads_as_key_value_whether_ingested_or_left_as_pipes():
+    ingested = "column 1: **Scope**; column 2: cluster-scoped\ncolumn 1: **Kind**; column 2: `Pod`"
+    assert split_sentences(ingested) == ["Scope: cluster-scoped", "Kind: Pod"]
+    piped = "| Queue | Max run time |\n|---|---|\n| **batch** | 72 hours |\n| interactive | 8 hours |"
+    assert split_sentences(piped) == [
+        "Queue: batch; Max run time: 72 hours",
+        "Queue: interactive; Max run time: 8 hours",
+    ]
+    headerless = "| | |\n|---|---|\n| Scope | cluster-scoped |"
+    assert split_sentences(headerless) == ["Scope: cluster-scoped"]
+    assert answer("What is the scope?", sources((ingested,))) == "Scope: cluster-scoped [1]"
+
+
+def test_an_answer_never_starts_with_a_cut_sentence_or_a_list_item_stub():
+    chunk = (
+        "ted by the scheduler when the quota of the team is exceeded. Jobs over the quota are preempted first.\n\n"
+        "The preemption rules are:\n- **Quota**\n- Preempted jobs are requeued with their priority kept."
+    )
+    assert split_sentences(chunk) == [
+        "Jobs over the quota are preempted first.",
+        "Preempted jobs are requeued with their priority kept.",
+    ]
+    reply = answer("Which jobs are preempted when the quota is exceeded?", sources((chunk,)))
+    assert reply.startswith("Jobs over the quota are preempted first [1].")
+    assert "ted by" not in reply and "rules are" not in reply
+
+
+def test_code_is_quoted_only_when_the_question_asks_for_it():
+    chunk = (
+        "Install it as below.\n\n```bash\npip install kfp==2.9.0\n```\n\n"
+        '{"sdk": "kfp", "version": "2.9.0", "pinned": true}\n\nThe SDK version is pinned to 2.9.0 on the platform.'
+    )
+    prose = answer("Which version is the SDK pinned to?", sources((chunk,)))
+    assert prose.startswith("The SDK version is pinned to 2.9.0 on the platform [1].")
+    assert "pip install" not in prose and "{" not in prose
+    asked = answer("What command installs the kfp SDK?", sources((chunk,)))
+    assert "pip install kfp==2.9.0" in asked
+
+
+def test_yaml_lines_outside_a_fence_are_code_and_left_out_of_a_prose_answer():
+    chunk = (
+        "Large language models use the runtime hari-vllm-runtime.\n"
+        "apiVersion: serving.kserve.io/v1beta1\nkind: InferenceService\nmetadata:\n  name: qwen-7b\n"
+        "  runtime: hari-vllm-runtime"
+    )
+    assert split_sentences(chunk) == ["Large language models use the runtime hari-vllm-runtime."]
+    assert answer("Which runtime serves large language models?", sources((chunk,))) == (
+        "Large language models use the runtime hari-vllm-runtime [1]."
+    )
+    assert "kind: InferenceService" in answer("Show the YAML manifest of the InferenceService", sources((chunk,)))
+
+
+def test_rows_of_a_docx_table_are_named_by_its_first_row_and_korean_rows_are_quoted():
+    chunk = (
+        "담당 부서 연락처\n\n부서 | 담당 업무 | 연락처\n인사팀 | 계정 발급, 휴가 | 내선 1200\n"
+        "정보보안팀 | 보안 사고 신고 | 내선 2119"
+    )
+    assert split_sentences(chunk)[1:] == [
+        "부서: 인사팀; 담당 업무: 계정 발급, 휴가; 연락처: 내선 1200",
+        "부서: 정보보안팀; 담당 업무: 보안 사고 신고; 연락처: 내선 2119",
+    ]
+    assert "내선 2119 [1]" in answer("보안 사고는 어느 번호로 신고하나요?", sources((chunk,)))
