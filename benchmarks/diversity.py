@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.append(str(REPO / "benchmarks"))  # after the repo: benchmarks/ingest.py must not shadow ingest/
 
+from benchmarks.common import add_data_options, check_data_options  # noqa: E402
 from ingest.worker import ingest_source  # noqa: E402
 from rag.config import ChatSettings, RetrievalSettings, Settings, StoreSettings  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
@@ -201,15 +202,22 @@ def markdown(result: dict[str, object]) -> str:
 async def main(argv: Sequence[str] | None = None) -> None:
     """Build the corpus, measure each cap, write JSON and Markdown."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--handbook", type=Path, default=REPO / "examples" / "docs", help="the small documents")
-    ap.add_argument("--questions", type=Path, default=REPO / "examples" / "questions.jsonl", help="questions")
+    add_data_options(
+        ap,
+        corpus="a folder of your own documents in the place of the sample handbook (the huge reference is added)",
+        questions="questions about --corpus (eval cases; default examples/questions.jsonl with the handbook)",
+    )
     ap.add_argument("--reference-mb", type=float, default=1.5, help="size of the generated reference, MiB")
     ap.add_argument("--data", type=Path, default=None, help="shared data folder: also check the BEIR sets")
     ap.add_argument("--sets", default="xquad_en,musique,hotpotqa,allganize_ko_rag", help="BEIR sets for --data")
     ap.add_argument("--cache", type=Path, default=Path("benchmarks/.cache"), help="embedding cache folder")
     ap.add_argument("--out", type=Path, default=Path("bench-results"), help="where diversity.json/.md go")
-    ap.add_argument("--docs", type=Path, default=None, help="also write the Markdown page here")
     args = ap.parse_args(argv)
+    check_data_options(args, questions_need_corpus=False)
+    if args.corpus is not None and args.questions is None:
+        raise SystemExit("--corpus needs --questions (the questions whose answers must stay in the top 5)")
+    args.corpus = args.corpus or REPO / "examples" / "docs"
+    args.questions = args.questions or REPO / "examples" / "questions.jsonl"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     start = time.perf_counter()
     embedder = make_embedder(Settings())
@@ -217,12 +225,12 @@ async def main(argv: Sequence[str] | None = None) -> None:
     rows: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
-        small = await ingest(args.handbook, embedder, work, "handbook")
+        small = await ingest(args.corpus, embedder, work, "handbook")
         rows["handbook alone, default"] = await measure(small, embedder, RetrievalSettings().max_chunks_per_source, qs)
         handbook_chunks = await small.count()
         await small.close()
         mixed_dir = work / "mixed"
-        shutil.copytree(args.handbook, mixed_dir)
+        shutil.copytree(args.corpus, mixed_dir)
         (mixed_dir / REFERENCE).write_text(reference(int(args.reference_mb * 1024 * 1024)))
         mixed = await ingest(mixed_dir, embedder, work, "mixed")
         total = await mixed.count()
@@ -252,8 +260,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
     (args.out / "diversity.json").write_text(json.dumps(result, indent=2))
     page = markdown(result)
     (args.out / "diversity.md").write_text(page)
-    if args.docs:
-        args.docs.write_text(page)
+    if args.page:
+        args.page.parent.mkdir(parents=True, exist_ok=True)
+        args.page.write_text(page)
     print(page)
 
 

@@ -42,6 +42,7 @@ sys.path.append(str(REPO / "benchmarks"))  # after the repo: benchmarks/ingest.p
 
 from retrieval import LoadedSet, chunks_of, dev_ids, load_set  # noqa: E402
 
+from benchmarks.common import add_data_options, check_data_options, load_questions  # noqa: E402
 from eval.dataset import Case  # noqa: E402
 from eval.metrics import is_refusal  # noqa: E402
 from rag.config import ChatSettings, RetrievalSettings, Settings, StoreSettings  # noqa: E402
@@ -64,6 +65,7 @@ CROSS_CORPUS = (
     ("allganize_ko_rag", "xquad_en"),
     ("allganize_ko_rag", HANDBOOK),
 )
+OWN = "your questions"
 GOAL = 0.95
 MIN_SCORES = tuple(round(0.2 + 0.02 * i, 2) for i in range(26))  # 0.20 .. 0.70
 COVERAGES = tuple(round(0.3 + 0.05 * i, 2) for i in range(15))  # 0.30 .. 1.00
@@ -142,6 +144,12 @@ def pipeline(store: VectorStore, embedder: Embedder, retrieval: RetrievalSetting
     return Pipeline(settings, store, embedder, make_chat(settings))
 
 
+def is_gold(source: str, case: Case) -> bool:
+    """Whether a chunk's source is one of the case's gold sources: the same id, or (a team's questions) a
+    ``file://`` URI ending in the path the question names."""
+    return any(source == g or source.endswith("/" + g.removeprefix("file://").lstrip("/")) for g in case.sources)
+
+
 async def record(pipe: Pipeline, case: Case, pair: str, answerable: bool, dev: bool, cache: dict) -> Record:
     """The gate's inputs for one question: the candidates ``Retriever.search`` would scan, as it scans them."""
     retriever = pipe.retriever
@@ -155,7 +163,7 @@ async def record(pipe: Pipeline, case: Case, pair: str, answerable: bool, dev: b
             cache[key] = retriever.tokenize(lexical_text(hit.chunk))
         sims.append(ranked.dense.get(hit.chunk.id, -1.0))
         covs.append(coverage(ranked.query_tokens, cache[key]))
-        gold.append(hit.chunk.source in case.sources)
+        gold.append(is_gold(hit.chunk.source, case))
     return Record(case, pair, answerable, detect_lang(case.question), dev, sims, covs, gold)
 
 
@@ -206,7 +214,7 @@ async def answer_all(
                 "dev": dev,
                 "id": case.id,
                 "refused": is_refusal(ans.text) or not ans.citations,
-                "gold cited": any(s in case.sources for s in cited),
+                "gold cited": any(is_gold(s, case) for s in cited),
                 "answer": ans.text[:300],
             }
         )
@@ -327,15 +335,21 @@ async def main(argv: Sequence[str] | None = None) -> None:
     """Parse options, record the gate's inputs, sweep on dev, answer everything, write JSON and Markdown."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, required=True, help="folder of the shared data sets")
-    ap.add_argument("--handbook", type=Path, default=REPO / "examples" / "docs", help="the sample handbook folder")
+    add_data_options(
+        ap,
+        corpus="a folder of your own documents in the place of the sample handbook: the shared sets' questions "
+        "asked against it must be refused",
+        questions="your questions about --corpus (eval cases): against it they must be answered citing their "
+        "gold source, against the shared corpora refused",
+    )
     ap.add_argument("--out", type=Path, default=Path("bench-results"), help="where refusal.json/.md go")
-    ap.add_argument("--docs", type=Path, default=None, help="also write the Markdown page here")
     ap.add_argument("--cache", type=Path, default=Path("benchmarks/.cache"), help="embedding cache folder")
     ap.add_argument("--limit", type=int, default=0, help="questions per set (seeded sample; 0 = all)")
     ap.add_argument("--skip-corpus", default="", help="corpora to leave out, comma-separated (e.g. allganize_ko_rag)")
     ap.add_argument("--min-score", type=float, default=None, help="gate: dense similarity (default: shipped)")
     ap.add_argument("--min-lexical-coverage", type=float, default=None, help="gate: coverage (default: shipped)")
     args = ap.parse_args(argv)
+    check_data_options(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     start = time.perf_counter()
     defaults = RetrievalSettings()
@@ -352,16 +366,22 @@ async def main(argv: Sequence[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         skip = set(args.skip_corpus.split(","))
         stores = {name: await beir_store(ds, embedder) for name, ds in loaded.items() if name not in skip}
-        stores[HANDBOOK] = await handbook_store(args.handbook, embedder, Path(tmp))
+        stores[HANDBOOK] = await handbook_store(args.corpus or REPO / "examples" / "docs", embedder, Path(tmp))
         pipes = {name: pipeline(store, embedder, retrieval) for name, store in stores.items()}
         for pipe in pipes.values():
             await pipe.ensure_open()
         cases = {name: sample(ds.cases, args.limit) for name, ds in loaded.items()}
         devs = {name: dev_ids(ds.cases) for name, ds in loaded.items()}
+        in_corpus, cross_corpus = list(IN_CORPUS), list(CROSS_CORPUS)
+        if args.questions is not None:
+            own = list(load_questions(args.questions))
+            cases[OWN], devs[OWN] = sample(own, args.limit), dev_ids(own)
+            in_corpus.append((OWN, HANDBOOK))
+            cross_corpus += [(OWN, name) for name in loaded if name in stores]
         records: list[Record] = []
         answers: list[dict[str, object]] = []
         token_cache: dict = {}
-        for pairs, answerable in ((IN_CORPUS, True), (CROSS_CORPUS, False)):
+        for pairs, answerable in ((in_corpus, True), (cross_corpus, False)):
             for qset, corpus in pairs:
                 if corpus in args.skip_corpus.split(","):
                     continue
@@ -398,8 +418,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
     (args.out / "refusal.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     page = markdown(result)
     (args.out / "refusal.md").write_text(page)
-    if args.docs:
-        args.docs.write_text(page)
+    if args.page:
+        args.page.parent.mkdir(parents=True, exist_ok=True)
+        args.page.write_text(page)
     print(page)
 
 
