@@ -127,7 +127,7 @@ class RetrievalSettings(BaseModel):
         1.0, ge=0, le=1, description="MMR relevance/diversity trade-off for source selection; 1 = off."
     )
     max_chunks_per_source: int = Field(
-        2,
+        3,
         ge=0,
         le=100,
         description="Most chunks of one document among the k sources while other documents also match "

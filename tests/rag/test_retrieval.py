@@ -82,9 +82,11 @@ async def test_search_keeps_one_huge_document_from_filling_the_top_k():
     texts = [c.text for c in chunks]
     await store.upsert(chunks, await embedder.embed_documents(texts))
     query = "GPU quota of a team"
-    capped = await Retriever(store, embedder, RetrievalSettings()).search(query, 5)
+    capped = await Retriever(store, embedder, RetrievalSettings(max_chunks_per_source=2)).search(query, 5)
     assert [h.chunk.source for h in capped].count("api-reference.md") == 2
     assert {"guide0.md", "guide1.md", "guide2.md"} <= {h.chunk.source for h in capped} and len(capped) == 5
+    default = await Retriever(store, embedder, RetrievalSettings()).search(query, 5)
+    assert [h.chunk.source for h in default].count("api-reference.md") == RetrievalSettings().max_chunks_per_source
     uncapped = await Retriever(store, embedder, RetrievalSettings(max_chunks_per_source=0)).search(query, 5)
     assert [h.chunk.source for h in uncapped].count("api-reference.md") > 2
     alone = await Retriever(store, embedder, RetrievalSettings(max_chunks_per_source=1)).search("quota API field", 5)
