@@ -1,9 +1,16 @@
 #!/usr/bin/env bash
 # The ingestion benchmark's contenders (LangChain, LlamaIndex and their Chroma / Hugging Face adapters) in
 # their own virtualenv, .venv-bench, layered over the project's .venv: their pins (huggingface_hub < 2) would
-# move packages the project's own tests run with, so they never go into .venv itself. Idempotent.
+# move packages the project's own tests run with, so they never go into .venv itself. Also wrk (Debian), the
+# HTTP load generator of benchmarks/service.py. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if ! command -v wrk >/dev/null; then
+  command -v apt-get >/dev/null || { echo "install_bench.sh: install wrk (benchmarks/service.py needs it)" >&2; exit 1; }
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends wrk >&2
+fi
 BASE=.venv
 VENV=.venv-bench
 test -x "$BASE/bin/python" || { echo "no $BASE: run scripts/install.sh first" >&2; exit 1; }
