@@ -380,7 +380,11 @@ if __name__ == "__main__":
     if args.out is not None:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps(run | {"result": result}, indent=1), encoding="utf-8")
-    rows = "\n".join(f"| {k} | {v} |" for k, v in flat(result) if not isinstance(v, list) or len(v) <= 8)
+    rows = "\n".join(
+        f"| {k} | {f'{v:.4g}' if isinstance(v, float) else v} |"
+        for k, v in flat(result)
+        if not isinstance(v, list) or len(v) <= 8
+    )
     shown = {"run": "load" if args.load else "overhead", "rounds": args.rounds,
              "seconds per run": args.seconds or (60.0 if args.load else 8.0), "clients": args.clients,
              "store": f"Chroma embedded, {len(DOCS)} chunks, hash:// embedder", "query": QUERY["query"],
