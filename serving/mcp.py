@@ -34,13 +34,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from rag.config import Settings
 from rag.errors import Forbidden, InvalidRequest, NotFound, RagError, UpstreamTimeout, UpstreamUnavailable
 from rag.pipeline import Pipeline
-from rag.types import Filter, GenParams, Message, ScoredChunk
+from rag.types import Filter, GenParams, Message
 from serving import chat
 from serving.errors import describe_validation, translate
 from serving.identity import Authenticator, Principal, acl_filter
 from serving.metrics import Metrics
 from serving.profiles import pick
-from serving.routes import search_filter
+from serving.routes import search_filter, search_hit
 from serving.wire import SearchHit, SearchRequest, SourceRef, WireRequest
 
 log = logging.getLogger(__name__)
@@ -180,21 +180,6 @@ def _validated(spec: ToolSpec, arguments: Mapping[str, Any] | None) -> Any:
         raise InvalidRequest(message, param=param) from e
 
 
-def _hit(h: ScoredChunk) -> SearchHit:
-    c = h.chunk
-    return SearchHit(
-        id=c.id,
-        score=round(h.score, 6),
-        text=c.text,
-        source=c.source,
-        title=c.title,
-        section=c.section,
-        page=c.page,
-        index=c.index,
-        lang=c.lang,
-    )
-
-
 def _where(section: str, page: int | None) -> str:
     parts = [section] if section else []
     if page is not None:
@@ -208,7 +193,7 @@ async def _search(mc: McpContext, args: SearchRequest, caller: Principal) -> tup
     hits = await pipeline.search(args.query, args.k, search_filter(args.filters, caller.groups))
     if mc.metrics is not None:
         mc.metrics.retrieval.observe(time.perf_counter() - started)
-    result = SearchResult(query=args.query, hits=[_hit(h) for h in hits])
+    result = SearchResult(query=args.query, hits=[search_hit(h) for h in hits])
     lines = [
         f"[{i}] {h.title or h.source}{_where(h.section, h.page)} score {h.score:.3f} id {h.id}\n"
         f"source: {h.source}\n{h.text}"

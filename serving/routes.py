@@ -271,7 +271,8 @@ def search_filter(filters: dict[str, Any], groups: tuple[str, ...]) -> Filter:
     return flt
 
 
-def _hit(h: ScoredChunk) -> SearchHit:
+def search_hit(h: ScoredChunk) -> SearchHit:
+    """One scored chunk as the search API (and the MCP search tool) returns it."""
     c = h.chunk
     return SearchHit(
         id=c.id,
@@ -298,7 +299,7 @@ async def search(
     started = time.perf_counter()
     hits = await pipeline.search(body.query, body.k, search_filter(body.filters, caller.groups))
     metrics.retrieval.observe(time.perf_counter() - started)
-    return SearchResponse(query=body.query, data=[_hit(h) for h in hits])
+    return SearchResponse(query=body.query, data=[search_hit(h) for h in hits])
 
 
 @router.delete("/v1/sources", response_model=DeleteResponse, responses=_ERRORS, tags=["rag"])
