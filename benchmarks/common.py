@@ -166,6 +166,16 @@ def write_page(
     return text
 
 
+def write_outputs(out: Path, name: str, json_text: str, page: str, page_path: Path | None) -> None:
+    """``out/NAME.json`` and ``out/NAME.md``, and the page also at ``page_path`` (``--page``) when given."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{name}.json").write_text(json_text)
+    (out / f"{name}.md").write_text(page)
+    if page_path is not None:
+        page_path.parent.mkdir(parents=True, exist_ok=True)
+        page_path.write_text(page)
+
+
 def corpus_set(folder: Path, questions: Path | None) -> Any:
     """A team's own data set: every document of ``folder`` parsed as ingestion parses it, and its questions.
 

@@ -37,7 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.append(str(REPO / "benchmarks"))  # after the repo: benchmarks/ingest.py must not shadow ingest/
 
-from benchmarks.common import add_data_options, check_data_options  # noqa: E402
+from benchmarks.common import add_data_options, check_data_options, write_outputs  # noqa: E402
 from ingest.worker import ingest_source  # noqa: E402
 from rag.config import ChatSettings, RetrievalSettings, Settings, StoreSettings  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
@@ -256,13 +256,8 @@ async def main(argv: Sequence[str] | None = None) -> None:
         "rows": rows,
         "shared": shared,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "diversity.json").write_text(json.dumps(result, indent=2))
     page = markdown(result)
-    (args.out / "diversity.md").write_text(page)
-    if args.page:
-        args.page.parent.mkdir(parents=True, exist_ok=True)
-        args.page.write_text(page)
+    write_outputs(args.out, "diversity", json.dumps(result, indent=2), page, args.page)
     print(page)
 
 

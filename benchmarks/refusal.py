@@ -42,7 +42,7 @@ sys.path.append(str(REPO / "benchmarks"))  # after the repo: benchmarks/ingest.p
 
 from retrieval import LoadedSet, chunks_of, dev_ids, load_set  # noqa: E402
 
-from benchmarks.common import add_data_options, check_data_options, load_questions  # noqa: E402
+from benchmarks.common import add_data_options, check_data_options, load_questions, write_outputs  # noqa: E402
 from eval.dataset import Case  # noqa: E402
 from eval.metrics import is_refusal  # noqa: E402
 from rag.config import ChatSettings, RetrievalSettings, Settings, StoreSettings  # noqa: E402
@@ -414,13 +414,8 @@ async def main(argv: Sequence[str] | None = None) -> None:
         "curve": frontier(curve),
         "answers": answers,
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "refusal.json").write_text(json.dumps(result, indent=2, ensure_ascii=False))
     page = markdown(result)
-    (args.out / "refusal.md").write_text(page)
-    if args.page:
-        args.page.parent.mkdir(parents=True, exist_ok=True)
-        args.page.write_text(page)
+    write_outputs(args.out, "refusal", json.dumps(result, indent=2, ensure_ascii=False), page, args.page)
     print(page)
 
 
