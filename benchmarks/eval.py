@@ -1,6 +1,6 @@
 """Benchmark of the evaluation harness on the public sets: quality with bootstrap intervals, and overhead.
 
-    .venv/bin/python benchmarks/eval.py --data ../shared/data --limit 100 --llm-limit 15 --write-readme
+    .venv/bin/python benchmarks/eval.py --data ../shared/data --limit 100 --llm-limit 15 --page docs/benchmarks/eval.md
 
 For each set (XQuAD English from its SQuAD JSON, the Allganize Korean RAG set from its BEIR folder, and with
 ``--musique`` the MuSiQue sample) the whole corpus is ingested into an in-memory store with the default
@@ -14,8 +14,8 @@ embedder (bundled all-MiniLM-L6-v2), then:
 Runs go to ``--out`` (default ``runs/bench-eval``) and are resumable: running the command again reuses every
 finished item. Items run one at a time (concurrency 1), so the harness's overhead per question is the wall time
 minus the retrieval and generation time it measured, divided by the questions; the scoring time alone (metrics
-and the answer's embedding) is reported too. ``--write-readme`` replaces the table in README.md's
-``### Evaluation`` subsection. rgb_en_fact (CC BY-NC-SA) is never copied; ``--rgb`` reads it from the data
+and the answer's embedding) is reported too. ``--page`` writes the Markdown page
+(docs/benchmarks/eval.md). rgb_en_fact (CC BY-NC-SA) is never copied; ``--rgb`` reads it from the data
 folder for a refusal check of the extractive answerer.
 """
 
@@ -26,7 +26,6 @@ import asyncio
 import json
 import os
 import random
-import re
 import socket
 import subprocess
 import sys
@@ -68,7 +67,6 @@ from rag.registry import make_chat, make_embedder, make_store  # noqa: E402
 
 EXTRACTIVE = "extractive://"
 LLM_ALIAS = "gemma3-270m"
-README_START, README_END = "<!-- eval-benchmark:start -->", "<!-- eval-benchmark:end -->"
 
 
 WHAT = """\
@@ -340,16 +338,6 @@ def overhead(results: list[RunResult]) -> str:
     return "\n".join(lines)
 
 
-def write_readme(path: Path, block: str) -> None:
-    text = path.read_text(encoding="utf-8")
-    new = f"{README_START}\n{block.strip()}\n{README_END}"
-    if README_START in text:
-        text = re.sub(re.escape(README_START) + r".*?" + re.escape(README_END), lambda _m: new, text, flags=re.S)
-    else:
-        raise SystemExit(f"{path}: no {README_START} marker in the ### Evaluation subsection")
-    path.write_text(text, encoding="utf-8")
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data")
@@ -360,7 +348,6 @@ async def main() -> None:
     parser.add_argument("--musique", action="store_true", help="also the MuSiQue multi-hop sample")
     parser.add_argument("--rgb", action="store_true", help="also an RGB counterfactual check (read, never copied)")
     parser.add_argument("--no-llm", action="store_true", help="skip the llama.cpp server target")
-    parser.add_argument("--write-readme", action="store_true", help="write the tables into README.md")
     add_data_options(
         parser,
         corpus="your documents (any format ingestion reads) instead of the public sets; needs --questions",
@@ -398,8 +385,6 @@ async def main() -> None:
              "settings": "defaults (in-memory store, st://all-MiniLM-L6-v2, embed.backend = auto)"}  # fmt: skip
     print(write_page(args.page, title="Benchmark: eval harness", what=WHAT, run=run, settings=shown, body=block))
     (Path(args.out) / "benchmark.md").write_text(block + "\n", encoding="utf-8")
-    if args.write_readme:
-        write_readme(REPO / "README.md", block)
 
 
 if __name__ == "__main__":
