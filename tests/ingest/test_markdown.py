@@ -92,6 +92,14 @@ def test_markdown_html_anchors_and_comments_are_dropped_and_element_text_kept() 
     assert "<" not in text and "not for readers" not in text and "inline note" not in text
 
 
+def test_an_unterminated_html_comment_or_instruction_drops_the_rest_of_its_block_only() -> None:
+    for opener in (b"<!--", b"<?"):
+        md = b"# T\n\n<div>\nBefore the note.\n" + opener * 4000 + b"\n</div>\n\nAfter the block.\n"
+        text = "\n".join(s.text for s in parse_markdown(md).sections)
+        assert "Before the note." in text and "After the block." in text
+        assert opener.decode() not in text
+
+
 def test_markdown_keeps_import_lines_that_only_mdx_treats_as_code() -> None:
     md = b"# T\n\nimport the data before you start.\n"
     assert "import the data before you start." in parse_markdown(md).sections[0].text
