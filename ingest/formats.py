@@ -446,6 +446,14 @@ PARSERS: dict[str, Callable[[bytes], Parsed]] = {
     ".tif": parse_image,
     ".tiff": parse_image,
 }
+# The libraries each parser imports on first use. A parser process started ahead of its first document
+# imports those of the formats a listing holds meanwhile (``ingest.sandbox.Parser.expect``).
+LIBRARIES: dict[str, tuple[str, ...]] = {
+    ".pdf": ("pypdf",), ".docx": ("docx",), ".html": ("bs4",), ".htm": ("bs4",), ".pptx": ("pptx",),
+    ".xlsx": ("openpyxl",), ".xlsm": ("openpyxl",), ".hwp": ("olefile", "unhwp"), ".hwpx": ("unhwp",),
+    ".png": ("PIL.Image",), ".jpg": ("PIL.Image",), ".jpeg": ("PIL.Image",), ".tif": ("PIL.Image",),
+    ".tiff": ("PIL.Image",),
+}  # fmt: skip
 # Parsers that read scanned pages: they also take the OCR options (``ingest.sandbox.parse_bounded`` passes them).
 OCR_PARSERS: dict[str, Callable[[bytes, OcrOptions], Parsed]] = {
     ".pdf": parse_pdf, ".png": parse_image, ".jpg": parse_image, ".jpeg": parse_image, ".tif": parse_image,

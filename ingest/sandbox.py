@@ -10,8 +10,10 @@ sizes, compression ratio, then the inflated bytes counted), pypdf inflates no st
 and the extracted text is measured (``max_text_mb``). Every failure is a ``ParseError`` whose reason names
 the setting; the worker then keeps the stored chunks of that file.
 
-The child is started on the first document that needs it and kept for the run (one start, not one per
-document); it exits when its stdin closes, and with its parent on Linux.
+The child is kept for the run (one start, not one per document); it exits when its stdin closes, and with
+its parent on Linux. When the worker has told it which files the listing holds (``expect``), the child is
+started in the background as soon as the first document is parsed in the worker's own thread, importing the
+libraries of the formats it will meet, so the first PDF or HTML file does not wait for its start-up.
 """
 
 from __future__ import annotations
@@ -26,13 +28,14 @@ import re
 import signal
 import struct
 import sys
+import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, TYPE_CHECKING, Any
 
-from ingest.formats import OCR_PARSERS, parser_for
+from ingest.formats import LIBRARIES, OCR_PARSERS, parser_for
 from ingest.hwp import check_hwp
 from ingest.ocr import OcrOptions
 from ingest.packages import PACKAGES, check_package
@@ -158,6 +161,28 @@ class Parser:
         self._limits = limits
         self._proc: asyncio.subprocess.Process | None = None
         self._lock = asyncio.Lock()
+        self._libraries: tuple[str, ...] = ()  # what the child imports ahead (``expect``)
+        self._expected = False
+        self._starting: asyncio.Task[None] | None = None
+
+    def expect(self, files: Iterable[tuple[str, int]]) -> None:
+        """Name the files (name, size) a run may parse: if some need the child, ``warm`` may start it early."""
+        suffixes = {PurePosixPath(name).suffix.lower() for name, size in files if not in_process(name, size)}
+        suffixes = {s for s in suffixes if parser_for(f"x{s}") is not None}
+        self._expected = bool(suffixes)
+        self._libraries = tuple(sorted({lib for s in suffixes for lib in LIBRARIES.get(s, ())}))
+
+    def warm(self) -> None:
+        """Start the child in the background if files expected need it and it is not running (idempotent)."""
+        if self._expected and self._starting is None and self.pid is None:
+            self._starting = asyncio.get_running_loop().create_task(self._start())
+
+    async def _start(self) -> None:
+        async with self._lock:
+            try:
+                await self._child()
+            except ParseError as e:  # the first document that needs the child tries again and reports it
+                log.debug("parser process did not start ahead: %s", e)
 
     @property
     def limits(self) -> ParseLimits:
@@ -183,6 +208,11 @@ class Parser:
 
     async def close(self) -> None:
         """Stop the child: end of input first (it exits between documents), then a kill."""
+        starting, self._starting = self._starting, None
+        if starting is not None and not starting.done():
+            starting.cancel()  # a child half started is killed (``_child``)
+            with contextlib.suppress(asyncio.CancelledError):
+                await starting
         proc, self._proc = self._proc, None
         if proc is None or proc.returncode is not None:
             return
@@ -225,12 +255,16 @@ class Parser:
             return self._proc
         limits = json.dumps(asdict(self._limits))
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-c", _BOOT, _ROOT, limits, str(os.getpid()),
+            sys.executable, "-c", _BOOT, _ROOT, limits, str(os.getpid()), ",".join(self._libraries),
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         assert proc.stdout is not None
         try:
             ready = await asyncio.wait_for(proc.stdout.readexactly(1), _START_TIMEOUT_S)
+        except asyncio.CancelledError:
+            proc.kill()
+            await proc.wait()
+            raise
         except TimeoutError:
             proc.kill()
             await proc.wait()
@@ -321,7 +355,11 @@ def _confine(limits: ParseLimits, parent: int) -> None:
 
 
 def serve(argv: list[str]) -> None:
-    """The child's loop: read a request, parse, reply; until the input ends (argv: limits JSON, parent pid)."""
+    """The child's loop: read a request, parse, reply; until the input ends.
+
+    argv: limits JSON, parent pid, and optionally the libraries to import ahead (comma-separated), which a
+    thread imports while the loop waits for the first request (a request needing one waits for its import).
+    """
     limits = ParseLimits.from_json(argv[0])
     # The protocol gets its own descriptors; fds 0 and 1 become /dev/null and stderr, so a library that
     # prints cannot corrupt a reply.
@@ -335,6 +373,9 @@ def serve(argv: list[str]) -> None:
     logging.getLogger().setLevel(logging.WARNING)
     replies.write(_READY)
     replies.flush()
+    libraries = [name for name in (argv[2] if len(argv) > 2 else "").split(",") if name]
+    if libraries:
+        threading.Thread(target=_import_ahead, args=(libraries,), daemon=True).start()
     while head := _read(requests, _REQUEST.size):
         name_len, data_len = _REQUEST.unpack(head)
         name = _read(requests, name_len).decode("utf-8", errors="surrogateescape")
@@ -347,6 +388,15 @@ def serve(argv: list[str]) -> None:
         replies.flush()
         if reply[3]:
             return
+
+
+def _import_ahead(libraries: list[str]) -> None:
+    """Import the parsers' libraries before a document needs them; one that fails is left to its parser."""
+    import importlib
+
+    for name in libraries:
+        with contextlib.suppress(Exception):
+            importlib.import_module(name)
 
 
 def _reply(name: str, data: bytes, limits: ParseLimits, logs: list[tuple[str, int, str]]) -> _Reply:

@@ -352,6 +352,7 @@ async def ingest_source(
         items = [i async for i in loader.items() if shard is None or shard_of(i.uri, shard[1]) == shard[0]]
         if total is not None:
             total(len(items))
+        parser.expect((i.name, i.size) for i in items if not i.skip and not i.error)
         ahead: dict[str, bytes | OSError] = {}  # files read ahead, in small groups, not yet processed
         for position, item in enumerate(items):
             if stop is not None and stop.is_set():
@@ -519,7 +520,11 @@ async def _ingest_item(
     try:
         # Small text files are parsed here, in the same thread hop as their chunking (see ingest.sandbox);
         # everything else goes to the parser process, within its time and memory limits.
-        parsed = None if in_process(item.name, len(data)) else await parser.parse(item.name, data)
+        if in_process(item.name, len(data)):
+            parser.warm()  # the parser process starts meanwhile if later files need it
+            parsed = None
+        else:
+            parsed = await parser.parse(item.name, data)
         doc, chunks = await asyncio.to_thread(_parse_chunk, item, data, parsed, parser.limits, chunker, ingested_at)
     except NeedsOcr as e:  # reported as skipped; stored chunks of the file are kept, as for a failure
         tally.skipped.append((item.uri, str(e)))

@@ -1,0 +1,88 @@
+"""The parser process started ahead of its first document: a real child process, observed through /proc."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+
+from ingest.sandbox import ParseLimits, Parser
+from ingest.worker import ingest_source
+from rag.config import Settings
+from rag.embedders.hashing import HashingEmbedder
+from rag.stores.memory import MemoryStore
+
+
+def _children() -> list[int]:
+    """Pids of this process's children running the parser loop."""
+    out = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"ingest.sandbox" in cmdline:
+            out.append(int(entry.name))
+    return out
+
+
+def _limits() -> ParseLimits:
+    return ParseLimits.from_settings(Settings().ingest)
+
+
+async def test_warm_starts_the_child_ahead_and_it_imports_the_expected_formats_libraries() -> None:
+    parser = Parser(_limits())
+    parser.expect([("notes.md", 100), ("report.docx", 5000)])
+    parser.warm()
+    try:
+        deadline = time.monotonic() + 120
+        while parser.pid is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        pid = parser.pid
+        assert pid is not None and _children() == [pid]
+        # python-docx's XML library is a C extension: its mapping shows the import happened, with no request sent.
+        while b"lxml/etree" not in Path(f"/proc/{pid}/maps").read_bytes() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert b"lxml/etree" in Path(f"/proc/{pid}/maps").read_bytes()
+        parsed = await parser.parse("t.csv", b"team,hours\nvision,12\n")
+        assert "vision" in parsed.sections[0].text and parser.pid == pid  # the same child served it
+    finally:
+        await parser.close()
+    assert _children() == []
+
+
+async def test_warm_starts_nothing_when_every_expected_file_is_parsed_in_the_worker() -> None:
+    parser = Parser(_limits())
+    parser.expect([("a.md", 100), ("b.txt", 100)])
+    parser.warm()
+    await asyncio.sleep(0.5)
+    assert parser.pid is None and _children() == []
+    await parser.close()
+
+
+async def test_closing_while_the_child_starts_leaves_no_process_behind() -> None:
+    parser = Parser(_limits())
+    parser.expect([("a.pdf", 100)])
+    parser.warm()
+    await asyncio.sleep(0)  # the start has begun (the process is being spawned), not finished
+    await parser.close()
+    assert parser.pid is None and _children() == []
+
+
+async def test_a_run_of_markdown_and_html_parses_both_and_stops_its_parser_process(
+    settings: Settings, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a-guide.md").write_text("# Guide\n\nBackups run nightly.\n", encoding="utf-8")
+    (docs / "b-page.html").write_text("<h1>Page</h1><p>Quotas reset monthly.</p>", encoding="utf-8")
+    store = MemoryStore("docs")
+    report = await ingest_source(settings, store, HashingEmbedder(64), str(docs))
+    assert report.added == 2 and not report.failed
+    texts = " ".join(c.text for c in store._opened().chunks.values())
+    assert "Backups run nightly." in texts and "Quotas reset monthly." in texts
+    assert _children() == []
