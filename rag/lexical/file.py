@@ -62,6 +62,15 @@ def decode(blob: bytes) -> tuple[np.ndarray, np.ndarray]:
     return arr[:half], arr[half:]
 
 
+def decode_many(blobs: Sequence[bytes]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Several documents' blobs at once: their sizes (distinct tokens), token ids and counts laid end to end."""
+    arr = np.frombuffer(b"".join(blobs), "<i4")
+    sizes = np.fromiter((len(b) // 8 for b in blobs), np.int64, count=len(blobs))
+    starts = np.repeat(np.cumsum(2 * sizes) - 2 * sizes, sizes)
+    within = np.arange(int(sizes.sum())) - np.repeat(np.cumsum(sizes) - sizes, sizes)
+    return sizes, arr[starts + within], arr[starts + within + np.repeat(sizes, sizes)]
+
+
 def chunk_of(row: Sequence[Any], text: str = "") -> Chunk:
     """A chunk from the ``_FIELDS`` columns of a row."""
     cid, source, title, section, page, idx, groups, chash, dhash, lang, mtime, ingested = row[:12]

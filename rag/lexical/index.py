@@ -19,7 +19,7 @@ import logging
 import sqlite3
 import threading
 from collections.abc import Iterable, Sequence
-from itertools import chain
+from itertools import chain, islice
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +27,7 @@ import numpy as np
 
 from rag.errors import RagError
 from rag.lexical.columns import Columns
-from rag.lexical.file import SCHEMA, IndexFile, chunk_of, decode, encode
+from rag.lexical.file import SCHEMA, IndexFile, chunk_of, decode, decode_many, encode
 from rag.lexical.fusion import fuse_lexical
 from rag.lexical.postings import Postings
 from rag.lexical.tokens import bigram_tokens, hangul_fusion, lexical_text, make_tokenizer
@@ -44,12 +44,22 @@ _FORMAT = 3
 _LEGACY_FORMAT = 3  # the JSON file this version converts
 # Filter masks kept per index (one per distinct caller ACL / filter, oldest dropped first).
 _MASK_CACHE = 64
-_LOAD_BATCH = 10_000  # rows turned into filter columns at a time while loading
+_LOAD_BATCH = 10_000
+_META_FIELDS = tuple(
+    f.name for f in dataclasses.fields(Chunk) if f.name != "text"
+)  # rows turned into filter columns at a time while loading
 
 
 def _fingerprint(chunk: Chunk) -> int:
-    """Hash of everything but the text (what ``stale`` compares), stable within this process."""
-    return hash(dataclasses.replace(chunk, text=""))
+    """Hash of every field but the text (what ``stale`` compares), stable within this process."""
+    return hash(tuple(getattr(chunk, name) for name in _META_FIELDS))
+
+
+def _joined(pages: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
+    """Pages of (slots, sizes, tokens, counts) as one."""
+    if not pages:
+        return (np.zeros(0, np.int64),) * 4
+    return tuple(np.concatenate([p[i] for p in pages]) for i in range(4))
 
 
 def _grown(arr: np.ndarray, n: int) -> np.ndarray:
@@ -270,15 +280,13 @@ class LexicalIndex:
     def _bigram_postings(self) -> Postings:
         """BM25 over character bigrams of the same chunks, read from the file on first use."""
         if self._bigrams is None:
-            slots: list[int] = []
-            docs: list[tuple[np.ndarray, np.ndarray]] = []
-            for cid, blob in self._file.bigram_rows():
-                slot = self._slot.get(cid)
-                if slot is not None and blob is not None:
-                    slots.append(slot)
-                    docs.append(decode(blob))
+            pages: list[tuple[np.ndarray, ...]] = []
+            rows = self._file.bigram_rows()
+            while page := list(islice(rows, _LOAD_BATCH)):
+                mine = [(self._slot[cid], blob) for cid, blob in page if cid in self._slot and blob is not None]
+                pages.append((np.array([s for s, _ in mine], np.int64), *decode_many([b for _, b in mine])))
             bigrams = Postings(BM25_K1, BM25_B)
-            bigrams.load(slots, docs)
+            bigrams.load(*_joined(pages))
             self._bigrams = bigrams
         return self._bigrams
 
@@ -354,26 +362,21 @@ class LexicalIndex:
         return usable
 
     def _read(self) -> None:
-        """Every row's token ids and filter fields into memory (not the texts)."""
-        docs: list[tuple[np.ndarray, np.ndarray]] = []
-        batch: list[Chunk] = []
-        fps: list[int] = []
-        for row in self._file.rows():
-            chunk = chunk_of(row)
-            docs.append(decode(row[12]))
-            fps.append(hash(row[12]))
-            batch.append(chunk)
-            if len(batch) >= _LOAD_BATCH:
-                self._place(batch)
-                batch = []
-        self._place(batch)
-        self._postings.load(range(len(docs)), docs)
-        self._tok_fp[: len(fps)] = fps
+        """Every row's token ids and filter fields into memory (not the texts), a page of rows at a time."""
+        pages: list[tuple[np.ndarray, ...]] = []
+        rows = self._file.rows()
+        while page := list(islice(rows, _LOAD_BATCH)):
+            slots = self._place([chunk_of(row) for row in page])
+            blobs = [row[12] for row in page]
+            self._tok_fp[slots] = [hash(b) for b in blobs]
+            pages.append((np.asarray(slots, np.int64), *decode_many(blobs)))
+        self._postings.load(*_joined(pages))
 
-    def _place(self, chunks: list[Chunk]) -> None:
+    def _place(self, chunks: list[Chunk]) -> list[int]:
         slots = [self._take_slot(c.id) for c in chunks]
         self._columns.put(slots, chunks)
         self._meta_fp[slots] = [_fingerprint(c) for c in chunks]
+        return slots
 
     def _migrate(self, legacy: Path) -> bool:
         """Convert the JSON file of earlier versions (its tokens as they are); False when it is not usable."""

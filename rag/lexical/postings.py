@@ -39,8 +39,8 @@ class _CSR:
 
     @staticmethod
     def build(tokens: np.ndarray, slots: np.ndarray, tf: np.ndarray) -> _CSR:
-        """Group (token, slot, count) triples by token, keeping slot order within a token."""
-        order = np.argsort(tokens, kind="stable")
+        """Group (token, slot, count) triples by token (in any order within a token: a slot holds it once)."""
+        order = np.argsort(tokens)
         counts = np.bincount(tokens, minlength=1)
         indptr = np.zeros(len(counts) + 1, np.int64)
         np.cumsum(counts, out=indptr[1:])
@@ -102,24 +102,30 @@ class Postings:
         """Index documents (unique token ids, their counts) in slots that hold none."""
         if not len(slots):
             return
-        slot_arr = np.asarray(slots, np.int64)
+        sizes = np.array([len(d[0]) for d in docs], np.int64)
+        tokens = np.concatenate([d[0] for d in docs])
+        self.add_flat(np.asarray(slots, np.int64), sizes, tokens, np.concatenate([d[1] for d in docs]))
+
+    def add_flat(self, slots: np.ndarray, sizes: np.ndarray, tokens: np.ndarray, counts: np.ndarray) -> None:
+        """:meth:`add` with the documents' token ids and counts laid end to end, ``sizes[i]`` for slot ``slots[i]``."""
+        if not len(slots):
+            return
         self._serial += 1
-        self._ver = _grown(self._ver, int(slot_arr.max()) + 1, _DEAD)
+        self._ver = _grown(self._ver, int(slots.max()) + 1, _DEAD)
         self._dl = _grown(self._dl, len(self._ver), 0)
-        tokens = np.concatenate([d[0] for d in docs]).astype(np.int32)
-        tf = np.concatenate([d[1] for d in docs]).astype(np.float32)
-        lens = np.array([int(d[1].sum()) for d in docs], np.int64)
-        self._ver[slot_arr] = self._serial
-        self._dl[slot_arr] = lens
-        self.live += len(slot_arr)
+        tokens, tf = tokens.astype(np.int32), counts.astype(np.float32)
+        doc = np.repeat(np.arange(len(slots)), sizes)
+        lens = np.bincount(doc, weights=counts, minlength=len(slots)).astype(np.int64)
+        self._ver[slots] = self._serial
+        self._dl[slots] = lens
+        self.live += len(slots)
         self.total += int(lens.sum())
         self._df = _grown(self._df, int(tokens.max(initial=0)) + 1, 0)
         if len(tokens) * 8 > len(self._df):
             self._df += np.bincount(tokens, minlength=len(self._df))
         else:
             np.add.at(self._df, tokens, 1)
-        per_doc = np.repeat(slot_arr, [len(d[0]) for d in docs]).astype(np.int32)
-        self._pending.append((self._serial, tokens, per_doc, tf))
+        self._pending.append((self._serial, tokens, slots[doc].astype(np.int32), tf))
         self._pending_postings += len(tokens)
         if self._pending_postings > _PENDING_MAX:
             self._fold()  # a writer that never searches (the ingester) keeps compact postings too
@@ -144,11 +150,11 @@ class Postings:
             else:
                 np.subtract.at(self._df, toks, 1)
 
-    def load(self, slots: Sequence[int], docs: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
-        """Replace everything by these documents, straight into the base."""
+    def load(self, slots: np.ndarray, sizes: np.ndarray, tokens: np.ndarray, counts: np.ndarray) -> None:
+        """Replace everything by these documents (laid out as for :meth:`add_flat`), straight into the base."""
         self._reset()
         if len(slots):
-            self.add(slots, docs)
+            self.add_flat(slots, sizes, tokens, counts)
             self._fold(merge=True)
 
     # --- building -----------------------------------------------------------------------------------
