@@ -90,9 +90,10 @@ class ChromaStore:
     naming the holder instead of reading an index that the other process changes under it.
 
     Chroma has no BM25, so lexical search runs on a :class:`LexicalIndex` kept beside it: updated by
-    this store's upsert/delete, saved on close, and reconciled by id with the collection on open (new
-    chunks read, removed ones dropped, and chunks whose metadata changed under the same id, such as
-    their groups, read again), so a missing or damaged file is rebuilt from the collection. On a
+    this store's upsert/delete (committed to its SQLite file per batch), and reconciled by id with the
+    collection on open (new chunks read, removed ones dropped, and chunks whose metadata changed under
+    the same id, such as their groups, read again), so a missing or damaged file is rebuilt from the
+    collection. On a
     Chroma server several processes write: each write sets a new change marker in the collection's
     metadata, and a lexical search checks it at most every ``check_s`` seconds and reconciles by id
     when it moved.
@@ -419,9 +420,7 @@ class ChromaStore:
                 raise
         finally:
             await self._disconnect()
-        self._lex = LexicalIndex(self._lex.tokenizer_name, self._lex.path)
-        if self._lex.path is not None:
-            self._lex.path.unlink(missing_ok=True)
+        self._lex.remove()
 
     async def close(self) -> None:
         """Save the lexical index, close the client and, embedded, give the directory's lock back."""
@@ -429,6 +428,7 @@ class ChromaStore:
             if self._col is not None:
                 await asyncio.to_thread(self._lex.save)
         finally:
+            self._lex.close()
             await self._disconnect()
 
 
@@ -453,7 +453,7 @@ def from_url(url: BackendURL, settings: Settings) -> ChromaStore:
         if path == Path.cwd():
             raise ConfigError(f"chroma:// needs a directory, like chroma:///var/lib/rag/chroma; got {url.raw!r}")
         # The lexical index sits next to the Chroma directory, never inside it (Chroma owns that tree).
-        lex = path.parent / f"{path.name}-lexical" / f"{collection}.json"
+        lex = path.parent / f"{path.name}-lexical" / f"{collection}.sqlite3"
         return ChromaStore(
             lambda: chromadb.PersistentClient(str(path), settings=_settings()),
             collection,
@@ -479,7 +479,7 @@ def from_url(url: BackendURL, settings: Settings) -> ChromaStore:
     # A Chroma server has no BM25 either: each client process keeps a local index in data_dir, built from
     # the collection when missing and reconciled by id with it when its change marker moves (see ChromaStore).
     server = re.sub(r"[^A-Za-z0-9.-]+", "_", f"{host}_{port}")
-    lex = settings.data_dir / "lexical" / server / f"{collection}.json"
+    lex = settings.data_dir / "lexical" / server / f"{collection}.sqlite3"
     return ChromaStore(
         connect,
         collection,

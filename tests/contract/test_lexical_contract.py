@@ -123,20 +123,58 @@ async def test_chroma_rebuilds_a_missing_lexical_index_and_picks_up_writes_of_an
     chunks = [make_chunk(t, index=i) for i, t in enumerate(TEXTS)]
     await writer.upsert(chunks[:3], unit_vectors(3, DIM, seed=1))
     await writer.close()
-    index_file = tmp_path / "chroma-lexical" / "docs.json"
+    index_file = tmp_path / "chroma-lexical" / "docs.sqlite3"
     assert index_file.is_file()
-    index_file.unlink()
+
+    def lose_index() -> None:
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{index_file}{suffix}").unlink(missing_ok=True)
+
+    lose_index()
     # Another client adds chunks without this process knowing; reopening reconciles by id.
     other = make_store(settings_for(url, "docs"))
     await other.open(INFO, create=False)
     await other.upsert(chunks[3:], unit_vectors(2, DIM, seed=2))
-    index_file.unlink()  # as if that client crashed before saving
-    reader = make_store(settings_for(url, "docs"))
-    await reader.open(INFO, create=False)
-    assert (await reader.search_text("GPU", 1))[0].chunk == chunks[0]
-    assert (await reader.search_text("사원증", 1))[0].chunk == chunks[4]
-    await reader.close()
     await other.close()
+    for lost in (False, True):
+        if lost:
+            lose_index()
+        reader = make_store(settings_for(url, "docs"))
+        await reader.open(INFO, create=False)
+        assert (await reader.search_text("GPU", 1))[0].chunk == chunks[0]
+        assert (await reader.search_text("사원증", 1))[0].chunk == chunks[4]
+        await reader.close()
+
+
+async def test_chroma_converts_a_json_lexical_index_of_the_previous_version(tmp_path: Path, caplog):
+    import json
+    from dataclasses import asdict
+
+    from rag.lexical.tokens import kiwi_tokens, lexical_text
+
+    url = f"chroma://{tmp_path}/chroma"
+    writer = make_store(settings_for(url, "docs"))
+    await writer.open(INFO, create=True)
+    chunks = [make_chunk(t, index=i) for i, t in enumerate(TEXTS)]
+    await writer.upsert(chunks, unit_vectors(len(chunks), DIM, seed=1))
+    await writer.close()
+    folder = tmp_path / "chroma-lexical"
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{folder / 'docs.sqlite3'}{suffix}").unlink(missing_ok=True)
+    # The one JSON file earlier versions kept, with a chunk the collection does not hold: the file is read.
+    extra = make_chunk("Only the old index knows the word zeppelin.", index=99)
+    docs = [{"chunk": asdict(c), "tokens": kiwi_tokens(lexical_text(c))} for c in [*chunks, extra]]
+    (folder / "docs.json").write_text(json.dumps({"format": 3, "tokenizer": "kiwi", "docs": docs}))
+    reader = make_store(settings_for(url, "docs"))
+    with caplog.at_level("INFO", logger="rag.lexical.index"):
+        await reader.open(INFO, create=False)
+    assert "converted lexical index" in caplog.text
+    assert not (folder / "docs.json").exists()
+    assert (folder / "docs.sqlite3").is_file()
+    assert (await reader.search_text("cafeteria morning", 1))[0].chunk == chunks[1]
+    # Reconciliation drops what the collection does not hold.
+    assert await reader.search_text("zeppelin", 3) == []
+    await reader.close()
 
 
 @pytest.mark.parametrize("backend", ["chroma", "chroma+http"], indirect=True)

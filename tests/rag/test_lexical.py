@@ -90,7 +90,7 @@ def test_index_filters_before_ranking_and_an_empty_acl_matches_nothing():
 
 
 def test_index_persists_and_a_file_built_with_another_tokenizer_is_not_used(tmp_path: Path):
-    path = tmp_path / "lex.json"
+    path = tmp_path / "lex.sqlite3"
     index = LexicalIndex("kiwi", path)
     index.upsert([chunk(0, "연구실 출입은 사원증으로 합니다.")])
     index.save()
