@@ -30,7 +30,7 @@ from rag.lexical.columns import Columns
 from rag.lexical.file import SCHEMA, IndexFile, chunk_of, decode, decode_many, encode
 from rag.lexical.fusion import fuse_lexical
 from rag.lexical.postings import Postings
-from rag.lexical.tokens import bigram_tokens, hangul_fusion, lexical_text, make_tokenizer
+from rag.lexical.tokens import bigram_tokens, hangul_fusion, has_hangul, lexical_text, make_tokenizer
 from rag.types import Chunk, Filter, ScoredChunk, matches_nothing
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,11 @@ def _joined(pages: list[tuple[np.ndarray, ...]]) -> tuple[np.ndarray, ...]:
     if not pages:
         return (np.zeros(0, np.int64),) * 4
     return tuple(np.concatenate([p[i] for p in pages]) for i in range(4))
+
+
+def _bigrams(texts: list[str], kiwi: list[list[str]]) -> list[list[str]]:
+    """Bigram tokens of texts given their kiwi tokens: kiwi reads a text without Hangul as ``bigram`` does."""
+    return [(bigram_tokens(t) or [""]) if has_hangul(t) else k for t, k in zip(texts, kiwi, strict=True)]
 
 
 def _grown(arr: np.ndarray, n: int) -> np.ndarray:
@@ -143,7 +148,7 @@ class LexicalIndex:
         texts = [lexical_text(c) for c in batch]
         # An empty token list scores nothing; the empty token stands in for it, as bm25s does.
         toks = [self.tokenize(t) or [""] for t in texts]
-        bigrams = [bigram_tokens(t) or [""] for t in texts] if self._fuses else None
+        bigrams = _bigrams(texts, toks) if self._fuses else None
         with self._lock:
             self._open()
             known = [c.id for c in batch if c.id in self._slot]
@@ -398,7 +403,7 @@ class LexicalIndex:
             for start in range(0, len(docs), _LOAD_BATCH):
                 part = list(docs.values())[start : start + _LOAD_BATCH]
                 toks = [t or [""] for _, t in part]
-                bigrams = [bigram_tokens(lexical_text(c)) or [""] for c, _ in part] if self._fuses else None
+                bigrams = _bigrams([lexical_text(c) for c, _ in part], toks) if self._fuses else None
                 vocab = self._file.token_ids(db, chain(*toks, *(bigrams or [])), add=True)
                 rows = [
                     (
