@@ -47,7 +47,7 @@ from eval.dataset import Case  # noqa: E402
 from eval.metrics import is_refusal  # noqa: E402
 from rag.config import ChatSettings, RetrievalSettings, Settings, StoreSettings  # noqa: E402
 from rag.lang import detect_lang  # noqa: E402
-from rag.lexical.tokens import coverage, lexical_text  # noqa: E402
+from rag.lexical.tokens import coverage  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 from rag.registry import make_chat, make_embedder, make_store  # noqa: E402
 from rag.seams import Embedder, VectorStore  # noqa: E402
@@ -160,7 +160,7 @@ async def record(pipe: Pipeline, case: Case, pair: str, answerable: bool, dev: b
     for hit in ranked.hits[: max(4 * pool, 20)]:
         key = (pipe.store.name, hit.chunk.id)
         if key not in cache:
-            cache[key] = retriever.tokenize(lexical_text(hit.chunk))
+            cache[key] = retriever.chunk_tokens(hit.chunk)
         sims.append(ranked.dense.get(hit.chunk.id, -1.0))
         covs.append(coverage(ranked.query_tokens, cache[key]))
         gold.append(is_gold(hit.chunk.source, case))
