@@ -1,17 +1,18 @@
 """Diversity benchmark: does one huge generated file crowd the other documents out of the top-k?
 
 Builds a corpus of the sample handbook (``examples/docs``) plus one generated API reference of
-``--reference-mb`` (default 1.5 MiB of Markdown: anchors, field tables, JSON examples, written with the
-handbook's own vocabulary so it competes for the same queries), ingests it once with the worker (parsing,
-chunking, the bundled MiniLM) into a memory store, and asks the handbook's sample questions
-(``examples/questions.jsonl``) with ``max_chunks_per_source`` 0 (no cap), 1, 2 and 3. Per setting: the
-share of the k sources that come from the big file, hit@k of the gold document among the sources
-(``Pipeline.sources_for``, what the answerer is given), and end to end with the extractive answerer,
-the share of answers citing the gold document and containing the gold answer. The handbook alone is the
-reference row. ``--data`` adds the shared BEIR sets (one chunk per document, cached vectors): hit@5 of
-``Retriever.search`` with and without the cap.
+``--reference-mb`` (default 1.5 MiB of Markdown: anchors, field tables, JSON examples). Its sections
+document the topics of the questions asked, with their content words and without the answers, so it
+competes with the handbook for the same queries: the crowding the per-source cap is for. The corpus is
+ingested once by the worker (parsing, chunking, the bundled MiniLM) into a memory store, and the
+handbook's sample questions (``examples/questions.jsonl``) are asked with ``max_chunks_per_source`` 0
+(no cap), 1, 2 and 3. Per setting: the share of the k sources that come from the big file, hit@k of the
+gold document among the sources (``Pipeline.sources_for``, what the answerer is given), and end to end
+with the extractive answerer, the share of answers citing the gold document and containing the gold
+answer. The handbook alone is the reference row. ``--data`` adds the shared BEIR sets (one chunk per
+document, cached vectors): hit@5 of ``Retriever.search`` with each cap.
 
-    .venv/bin/python benchmarks/diversity.py --out bench-results --docs docs/benchmarks/diversity.md
+    .venv/bin/python benchmarks/diversity.py --out bench-results --page docs/benchmarks/diversity.md
     .venv/bin/python benchmarks/diversity.py --data /work/shared/data --out bench-results
 """
 
@@ -40,6 +41,7 @@ sys.path.append(str(REPO / "benchmarks"))  # after the repo: benchmarks/ingest.p
 from benchmarks.common import add_data_options, check_data_options, write_outputs  # noqa: E402
 from ingest.worker import ingest_source  # noqa: E402
 from rag.config import ChatSettings, RetrievalSettings, Settings, StoreSettings  # noqa: E402
+from rag.lexical.tokens import QUESTION_WORDS, STOPWORDS, WORD  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 from rag.registry import make_chat, make_embedder, make_store  # noqa: E402
 from rag.seams import Embedder, VectorStore  # noqa: E402
@@ -62,27 +64,48 @@ VERBS = ("sets", "limits", "selects", "names", "overrides", "controls", "reports
 TYPES = ("string", "integer", "boolean", "duration", "quantity", "object", "[]string", "map[string]string")
 
 
-def reference(size_bytes: int, seed: int = 0) -> str:
-    """A generated API reference of about ``size_bytes``: per kind, per field an anchor, a table, prose, JSON."""
+# Question words the shared stopword lists keep (they carry no topic).
+_ASKING = frozenset({"how", "many", "much", "long", "which", "what", "when", "within", "after", "does", "must"})
+
+
+def topics(qs: Sequence[dict[str, str]]) -> list[list[str]]:
+    """The content words of each question (what a reference documenting the same settings is written in)."""
+    out = []
+    for q in qs:
+        words = [w for w in WORD.findall(q["question"]) if w.lower() not in STOPWORDS | QUESTION_WORDS]
+        out.append([w for w in words if w.lower() not in _ASKING] or words)
+    return out
+
+
+def reference(size_bytes: int, terms: Sequence[Sequence[str]], seed: int = 0) -> str:
+    """A generated API reference of about ``size_bytes``: sections of field entries (anchor, table, prose, JSON).
+
+    Each section documents one topic: its fields are named and described with ``terms`` (one list of words
+    per topic, the handbook questions' content words), the way a reference generated from a platform's
+    schema documents the very settings its policy pages explain, but without their values. So its chunks
+    compete with the handbook's for the same questions, dense and lexical alike.
+    """
     rng = random.Random(seed)
     parts = ["# HARI platform API reference\n", "Generated from the platform's OpenAPI schema.\n"]
     size = sum(len(p) for p in parts)
     n = 0
     while size < size_bytes:
-        kind = KINDS[n % len(KINDS)]
-        if n % 40 == 0:
-            parts.append(f"\n## {kind} (v1beta{n // 40 % 5})\n")
-        a, b, c = rng.sample(NOUNS, 3)
-        field = f"spec.{a.replace(' ', '')}{b.title().replace(' ', '')}{n}"
+        kind = KINDS[n // 8 % len(KINDS)]
+        words = list(terms[n // 8 % len(terms)])
+        if n % 8 == 0:
+            parts.append(f"\n## {kind}: {' '.join(words)} (v1beta{n // 8 % 5})\n")
+        picked = rng.sample(words, min(len(words), 3))
+        field = "spec." + "".join(w.title() for w in picked)[:1].lower() + "".join(w.title() for w in picked)[1:]
         text = (
-            f'\n<a id="{kind.lower()}-{field.lower().replace(".", "-")}"></a>\n'
-            f"**`{field}`** {{#{kind.lower()}-{n}}}\n\n"
+            f'\n<a id="{kind.lower()}-{n}"></a>\n'
+            f"**`{field}{n}`** {{#{kind.lower()}-{n}}}\n\n"
             f"| | |\n|---|---|\n| **Type** | `{rng.choice(TYPES)}` |\n"
             f"| **Scope** | {rng.choice(('Namespaced', 'Cluster'))} |\n| **Default** | `{rng.randint(1, 500)}` |\n\n"
-            f"The `{field}` field of a **{kind}** {rng.choice(VERBS)} the {a} of the {b}; "
-            f"when it is empty the {c} of the team is used. See [{kind}](#{kind.lower()}) for the {a} rules.\n\n"
-            f'```json\n{{"kind": "{kind}", "{a}": "{b}", "{c}": {rng.randint(1, 100)}, "maxRunTime": "'
-            f'{rng.randint(1, 96)}h"}}\n```\n'
+            f"The `{field}{n}` field of a **{kind}** {rng.choice(VERBS)} the {' '.join(words)}; when it is empty "
+            f"the {rng.choice(NOUNS)} of the team is used. See [{kind}](#{kind.lower()}) for the "
+            f"{' '.join(picked)} rules.\n\n"
+            f'```json\n{{"kind": "{kind}", "{picked[0]}": "{rng.choice(NOUNS)}", '
+            f'"value": {rng.randint(1, 100)}}}\n```\n'
         )
         parts.append(text)
         size += len(text)
@@ -140,7 +163,7 @@ async def measure(store: VectorStore, embedder: Embedder, cap: int, qs: Sequence
 
 
 async def shared_sets(data: Path, cache: Path, real: Embedder, names: Sequence[str]) -> dict[str, dict[str, float]]:
-    """hit@5 of ``Retriever.search`` on the shared BEIR sets with the cap off and at the default."""
+    """hit@5 of ``Retriever.search`` on the shared BEIR sets with each cap (no cap, 1, 2, 3)."""
     from refusal import LookupEmbedder, beir_store
     from retrieval import load_set
 
@@ -148,16 +171,15 @@ async def shared_sets(data: Path, cache: Path, real: Embedder, names: Sequence[s
     from rag.retrieval import Retriever
 
     out = {}
-    default = RetrievalSettings().max_chunks_per_source
     for name in names:
         ds = await load_set(name, data, cache, real, "minilm")
         embedder = LookupEmbedder(real, {c.question.strip(): q for c, q in zip(ds.cases, ds.queries, strict=True)})
         store = await beir_store(ds, embedder)
         row = {}
-        for cap in (0, default):
+        for cap in CAPS:
             retriever = Retriever(store, embedder, RetrievalSettings(max_chunks_per_source=cap))
             hits = [[h.chunk.source for h in await retriever.search(c.question, 5)] for c in ds.cases]
-            row[f"hit@5, cap {cap}"] = round(
+            row[f"hit@5, {cap or 'no'} cap"] = round(
                 float(np.mean([hit_at_k(h, c.sources, 5) for h, c in zip(hits, ds.cases, strict=True)])), 4
             )
         await store.close()
@@ -178,7 +200,9 @@ def markdown(result: dict[str, object]) -> str:
         "",
         f"Corpus: the sample handbook (`examples/docs`, {meta['handbook_chunks']} chunks) plus one generated "
         f"API reference of {meta['reference_mb']} MiB ({meta['reference_chunks']} chunks, "
-        f"{meta['reference_share']:.0%} of all chunks) written with the handbook's vocabulary; ingested by the "
+        f"{meta['reference_share']:.0%} of all chunks): sections of field entries named and described with "
+        "the content words of the questions below, one topic per section and no values, the way a reference "
+        "generated from a platform's schema documents the settings its policy pages explain; ingested by the "
         f"worker with the bundled MiniLM. Questions: the {meta['questions']} sample questions "
         "(`examples/questions.jsonl`). Sources are `Pipeline.sources_for` (k 5); answers the extractive answerer. "
         f"Default `max_chunks_per_source` {meta['default_cap']}.",
@@ -231,7 +255,7 @@ async def main(argv: Sequence[str] | None = None) -> None:
         await small.close()
         mixed_dir = work / "mixed"
         shutil.copytree(args.corpus, mixed_dir)
-        (mixed_dir / REFERENCE).write_text(reference(int(args.reference_mb * 1024 * 1024)))
+        (mixed_dir / REFERENCE).write_text(reference(int(args.reference_mb * 1024 * 1024), topics(qs)))
         mixed = await ingest(mixed_dir, embedder, work, "mixed")
         total = await mixed.count()
         for cap in CAPS:

@@ -14,7 +14,10 @@ a common word that is also a title ("Oxygen", "Force") does not link single-hop 
 
 Relevance gate: a fused chunk counts as relevant when its dense similarity reaches ``min_score``
 (only where dense was used) or it holds ``min_lexical_coverage`` of the query's terms. With nothing
-relevant, callers get no sources and the answerer says it does not know.
+relevant, callers get no sources and the answerer says it does not know. A chunk's tokens are kept in a
+per-retriever LRU keyed by its lexical text, so the gate tokenises each candidate once however often it
+is asked about (the Korean analyser costs milliseconds per chunk; the same chunks come back query after
+query).
 
 Diversity: among the k, one document holds at most ``max_chunks_per_source`` chunks while other
 documents also pass the gate (``rag.context.cap_per_source``), so one huge file cannot fill the top-k.
@@ -35,9 +38,12 @@ from rag.lexical.fusion import fuse
 from rag.lexical.tokens import WORD, coverage, lexical_text, make_tokenizer
 from rag.seams import Embedder, Reranker, VectorStore
 from rag.stores.common import validate_k
-from rag.types import Filter, ScoredChunk, validate_filter
+from rag.types import Chunk, Filter, ScoredChunk, validate_filter
 
 log = logging.getLogger(__name__)
+
+# Distinct chunk texts whose tokens the gate keeps (a few MB of Korean tokens per thousand chunks).
+TOKEN_CACHE_CHUNKS = 20_000
 
 ALL_LANGUAGES = "*"
 # Substrings of embedder ids, checked in order; the first that matches gives the languages.
@@ -156,6 +162,14 @@ class Retriever:
         self.settings = settings
         self.reranker = reranker
         self.tokenize = make_tokenizer(settings.tokenizer)
+        self._text_tokens = lru_cache(maxsize=TOKEN_CACHE_CHUNKS)(self._tokens_of)
+
+    def _tokens_of(self, text: str) -> frozenset[str]:
+        return frozenset(self.tokenize(text))
+
+    def chunk_tokens(self, chunk: Chunk) -> frozenset[str]:
+        """The distinct lexical tokens of a chunk (title, section, text), tokenised once per distinct text."""
+        return self._text_tokens(lexical_text(chunk))
 
     @property
     def dense_langs(self) -> frozenset[str]:
@@ -198,8 +212,7 @@ class Retriever:
         sim = ranked.dense.get(hit.chunk.id)
         if sim is not None and sim >= self.settings.min_score:
             return True
-        tokens = self.tokenize(lexical_text(hit.chunk))
-        return coverage(ranked.query_tokens, tokens) >= self.settings.min_lexical_coverage
+        return coverage(ranked.query_tokens, self.chunk_tokens(hit.chunk)) >= self.settings.min_lexical_coverage
 
     async def search(self, query: str, k: int, flt: Filter | None = None) -> list[ScoredChunk]:
         """The top-k relevant chunks, best first (fused score in [0, 1], or the reranker's)."""

@@ -67,6 +67,40 @@ async def test_irrelevant_query_gets_no_hits_through_the_gate():
     assert np.isfinite([h.score for h in await retriever.search("cafeteria", 2)]).all()
 
 
+async def test_the_gate_tokenises_each_chunk_once_and_decides_as_without_the_cache():
+    from rag.lexical.tokens import coverage, lexical_text
+
+    store = MemoryStore("docs")
+    embedder = HashingEmbedder(64)
+    await store.open(embedder.info, create=True)
+    texts = [
+        "GPU 작업은 최대 72시간 동안 실행할 수 있습니다.",
+        "GPU 할당량은 팀마다 A100 16장입니다.",
+        "구내식당은 여덟 시에 문을 엽니다.",
+        "GPU jobs may run for 72 hours.",
+    ]
+    chunks = [Chunk(id=f"c{i}", text=t, source=f"s{i}", index=i) for i, t in enumerate(texts)]
+    await store.upsert(chunks, await embedder.embed_documents(texts))
+    settings = RetrievalSettings(tokenizer="kiwi", min_score=2.0, min_lexical_coverage=0.5)  # lexical gate only
+    retriever = Retriever(store, embedder, settings)
+    seen: list[str] = []
+    tokenize = retriever.tokenize
+    retriever.tokenize = lambda text: seen.append(text) or tokenize(text)
+    queries = ["GPU 작업의 최대 실행 시간은?", "팀의 GPU 할당량은?", "GPU 작업의 최대 실행 시간은?", "GPU jobs hours"]
+    for query in queries:
+        ranked = await retriever.rank(query)
+        for h in ranked.hits:
+            uncached = coverage(ranked.query_tokens, tokenize(lexical_text(h.chunk))) >= 0.5
+            assert retriever.relevant(ranked, h) is uncached, (query, h.chunk.text)
+    chunk_texts = [t for t in seen if t not in queries]
+    assert sorted(chunk_texts) == sorted(set(chunk_texts)) and chunk_texts  # each chunk tokenised once
+    kept = [h.chunk.text for h in await retriever.search("GPU 작업의 최대 실행 시간은?", 4)]
+    assert kept[0] == texts[0] and texts[2] not in kept
+    edited = Chunk(id="c2", text="GPU 작업 시간은 72시간이 최대입니다.", source="s2", index=2)
+    ranked = await retriever.rank("GPU 작업의 최대 실행 시간은?")
+    assert retriever.relevant(ranked, ScoredChunk(edited, 0.0))  # same id, new text: tokenised afresh
+
+
 async def test_search_keeps_one_huge_document_from_filling_the_top_k():
     store = MemoryStore("docs")
     embedder = HashingEmbedder(64)
