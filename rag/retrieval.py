@@ -223,11 +223,19 @@ class Retriever:
         counts: dict[str, int] = {}
         admitted = 0
         # Fused order already puts relevant chunks first; past a few times k the gate (which tokenises
-        # each chunk) would only spend time on chunks that cannot matter.
-        for hit in ranked.hits[: max(4 * k, 20)]:
+        # each chunk) would only spend time on chunks that cannot matter, except where one document has
+        # taken its share of the k and the others' places are still open: then the rest of the candidates
+        # are scanned for chunks of other documents (one huge file can own the first few times k).
+        window = max(4 * k, 20)
+        for i, hit in enumerate(ranked.hits):
+            source = hit.chunk.source
+            if i >= window:
+                if per_source <= 0 or not any(n >= per_source for n in counts.values()):
+                    break  # no document was capped: the scan ends where it always does
+                if counts.get(source, 0) >= per_source:
+                    continue
             if self.relevant(ranked, hit):
                 out.append(hit)
-                source = hit.chunk.source
                 counts[source] = counts.get(source, 0) + 1
                 admitted += per_source <= 0 or counts[source] <= per_source
                 if admitted == k:

@@ -127,6 +127,24 @@ async def test_search_keeps_one_huge_document_from_filling_the_top_k():
     assert len(alone) == 5  # few documents match: the cap relaxes rather than return fewer than k
 
 
+async def test_search_finds_another_document_behind_a_huge_one_that_owns_the_first_candidates():
+    store = MemoryStore("docs")
+    embedder = HashingEmbedder(64)
+    await store.open(embedder.info, create=True)
+    # 40 near-copies of the query (ranked first by both retrievers), then one guide that also matches.
+    reference = [f"GPU quota of a team, field {i}." for i in range(40)]
+    chunks = [Chunk(id=f"r{i}", text=t, source="api-reference.md", index=i) for i, t in enumerate(reference)]
+    guide = "Write to the platform people, with a reason, to raise a GPU quota for the team in the next cycle."
+    chunks.append(Chunk(id="g", text=guide, source="guide.md"))
+    await store.upsert(chunks, await embedder.embed_documents([c.text for c in chunks]))
+    retriever = Retriever(store, embedder, RetrievalSettings(max_chunks_per_source=2))
+    ranked = await retriever.rank("GPU quota of a team", None, 50)
+    position = [h.chunk.source for h in ranked.hits].index("guide.md")
+    assert position >= 20  # behind the window the gate scans first
+    sources = [h.chunk.source for h in await retriever.search("GPU quota of a team", 5)]
+    assert "guide.md" in sources and len(sources) == 5
+
+
 def titled(i: int, title: str, text: str) -> ScoredChunk:
     return ScoredChunk(Chunk(id=f"c{i}", text=text, source=f"s{i}", title=title), 0.0)
 
