@@ -29,7 +29,7 @@ from rag.stores.common import (
     validate_k,
     validate_query,
 )
-from rag.types import Chunk, EmbedderInfo, Filter, ScoredChunk, matches_nothing, validate_filter
+from rag.types import Chunk, EmbedderInfo, Filter, ScoredChunk, matches, matches_nothing, validate_filter
 
 if TYPE_CHECKING:
     from rag.config import Settings
@@ -350,13 +350,14 @@ class ChromaStore:
         if not ranked:
             return []
         # Another client of a server may have changed a chunk's groups since the last reconciliation:
-        # the hits are re-read from Chroma under the same filter, so a stale local copy never widens the ACL.
-        res = await self._call(
-            col.get, ids=[h.chunk.id for h in ranked], where=_where(flt), include=["documents", "metadatas"]
-        )
+        # the hits are re-read from Chroma and filtered again, so a stale local copy never widens the ACL.
+        # By id alone, then the filter here (the same semantics): Chroma evaluates a ``where`` over every
+        # chunk it admits before intersecting with the ids (200 ms at 10k chunks, a 100 % ACL; 4 ms by id).
+        res = await self._call(col.get, ids=[h.chunk.id for h in ranked], include=["documents", "metadatas"])
         fresh = {
-            i: from_metadata(i, doc, meta)
+            i: chunk
             for i, doc, meta in zip(res["ids"], res["documents"], res["metadatas"], strict=True)
+            if matches(chunk := from_metadata(i, doc, meta), flt)
         }
         return [ScoredChunk(fresh[h.chunk.id], h.score) for h in ranked if h.chunk.id in fresh][:k]
 
