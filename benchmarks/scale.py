@@ -367,6 +367,9 @@ if __name__ == "__main__":
     )
     parser.add_argument("--service-store", default="chroma", choices=["chroma", "milvus"])
     parser.add_argument("--merge", action="store_true", help="keep --out's results of sizes/stores not run now")
+    parser.add_argument(
+        "--merge-from", type=Path, action="append", default=[], help="also take the sizes of this result JSON"
+    )
     parser.add_argument("--out", type=Path, default=REPO / "bench-results" / "scale.json")
     add_data_options(
         parser,
@@ -408,6 +411,14 @@ if __name__ == "__main__":
         args.merge = args.service = args.keep = True
     earlier = json.loads(args.out.read_text(encoding="utf-8")) if args.merge and args.out.is_file() else {}
     sizes: dict[str, Any] = dict(earlier.get("sizes", {}))
+    commands_before = earlier.get("commands", [earlier["command"]] if "command" in earlier else [])
+    for other_path in args.merge_from:
+        other = json.loads(other_path.read_text(encoding="utf-8"))
+        for size, data in other.get("sizes", {}).items():
+            stores = {**sizes.get(size, {}).get("stores", {}), **data["stores"]}
+            sizes[size] = {**data, "stores": stores}
+        commands_before += other.get("commands", [other["command"]] if "command" in other else [])
+        earlier["service"] = earlier.get("service") or other.get("service")
     result: dict[str, Any] = {"service": earlier.get("service")}
 
     def write() -> None:
@@ -415,7 +426,7 @@ if __name__ == "__main__":
         from benchmarks.common import write_outputs
 
         # A merged result was measured by several commands: the page names each.
-        commands = [*earlier.get("commands", [earlier["command"]] if "command" in earlier else []), command()]
+        commands = [*commands_before, command()]
         settings["sizes"] = ", ".join(sorted(sizes, key=lambda k: sizes[k]["n"]))
         run = {
             "machine": machine(),
