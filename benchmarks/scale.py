@@ -170,9 +170,14 @@ def prepare(size_dir: Path, n: int, pool: corpus.Pool, args: argparse.Namespace,
     return spec
 
 
-def worker(mode: str, name: str, size_dir: Path, rounds: int, timeout_s: float) -> dict[str, Any]:
-    """One measurement in its own process; its JSON result (or the error it died of)."""
+def worker(mode: str, name: str, size_dir: Path, rounds: int, timeout_s: float, resume: bool = False) -> dict[str, Any]:
+    """One measurement in its own process; its JSON result (or the error it died of).
+
+    ``resume``: a result an interrupted run already wrote for this measurement is taken as it is.
+    """
     out = size_dir / f"{name}.{mode}.json"
+    if resume and out.is_file():
+        return json.loads(out.read_text(encoding="utf-8"))  # type: ignore[no-any-return]
     out.unlink(missing_ok=True)
     cmd = [sys.executable, "-m", "benchmarks.scaling.measure", mode, name, str(size_dir / "spec.json"), str(out),
            str(rounds)]  # fmt: skip
@@ -185,6 +190,7 @@ def worker(mode: str, name: str, size_dir: Path, rounds: int, timeout_s: float) 
         return {"error": f"{mode} exited {done.returncode}: {done.stderr[-1500:]}"}
     result = json.loads(out.read_text(encoding="utf-8"))
     result["process_wall_s"] = round(time.perf_counter() - t, 1)
+    out.write_text(json.dumps(result), encoding="utf-8")
     return result
 
 
@@ -207,7 +213,8 @@ def exact_top10(spec: dict[str, Any]) -> dict[str, list[list[str]]]:
             top = np.argsort(-both, axis=1, kind="stable")[:, :10]
             best = np.take_along_axis(both, top, axis=1)
             best_ids = np.take_along_axis(ids, top, axis=1)
-        out[str(sel)] = [[f"s{int(i):08d}" for i in row] for row in best_ids]
+        # Fewer admitted chunks than 10: only those (the rest of the row is padding).
+        out[str(sel)] = [[f"s{int(i):08d}" for i in row[: min(10, len(rows))]] for row in best_ids]
     return out
 
 
@@ -266,10 +273,13 @@ def run_size(n: int, pool: corpus.Pool, args: argparse.Namespace, ident: tuple[s
              previous: dict[str, Any]) -> dict[str, Any]:  # fmt: skip
     """Every store at one size: prepare, ingest, search, recall; the stores' folders removed unless kept."""
     size_dir = args.work / label(n)
-    if size_dir.exists():
-        shutil.rmtree(size_dir)
-    print(f"== {label(n)}: preparing", flush=True)
-    spec = prepare(size_dir, n, pool, args, ident)
+    if args.resume and (size_dir / "spec.json").is_file():
+        spec = json.loads((size_dir / "spec.json").read_text(encoding="utf-8"))
+    else:
+        if size_dir.exists():
+            shutil.rmtree(size_dir)
+        print(f"== {label(n)}: preparing", flush=True)
+        spec = prepare(size_dir, n, pool, args, ident)
     result: dict[str, Any] = {"n": n, "corpus": spec["corpus"], "stores": {}}
     for name in ORDER:
         if name != "lexical" and name not in args.stores:
@@ -281,10 +291,16 @@ def run_size(n: int, pool: corpus.Pool, args: argparse.Namespace, ident: tuple[s
             continue
         print(f"== {label(n)} {name}", flush=True)
         t = time.perf_counter()
-        ingest = worker("ingest", name, size_dir, args.rounds, args.timeout_s)
-        search = ingest if name == "memory" or "error" in ingest else worker("search", name, size_dir,
-                                                                              args.rounds, args.timeout_s)  # fmt: skip
-        entry: dict[str, Any] = {"ingest": ingest, "search": search, "wall_s": round(time.perf_counter() - t, 1)}
+        ingest = worker("ingest", name, size_dir, args.rounds, args.timeout_s, args.resume)
+        search = ingest
+        if name != "memory" and "error" not in ingest:
+            search = worker("search", name, size_dir, args.rounds, args.timeout_s, args.resume)
+        # The processes' own wall times (a resumed measurement keeps the time it took when it ran).
+        walls = [
+            r.get("process_wall_s") or r.get("wall_s") for r in ([ingest] if search is ingest else [ingest, search])
+        ]
+        wall = sum(w for w in walls if w) or round(time.perf_counter() - t, 1)
+        entry: dict[str, Any] = {"ingest": ingest, "search": search, "wall_s": round(wall, 1)}
         if "error" not in search:
             entry["figures"] = figures(name, n, ingest, search)
         result["stores"][name] = entry
@@ -366,6 +382,9 @@ if __name__ == "__main__":
         "--service-only", action="store_true", help="only the service, over the largest size kept in --work (--keep)"
     )
     parser.add_argument("--service-store", default="chroma", choices=["chroma", "milvus"])
+    parser.add_argument(
+        "--resume", action="store_true", help="reuse --work's corpus and the measurements an interrupted run finished"
+    )
     parser.add_argument("--merge", action="store_true", help="keep --out's results of sizes/stores not run now")
     parser.add_argument(
         "--merge-from", type=Path, action="append", default=[], help="also take the sizes of this result JSON"
