@@ -47,8 +47,10 @@ bench:          ## every benchmark (hours): JSON in bench-results/, pages in doc
 	$(BENCH_PY) benchmarks/reads.py --out $(BENCH_OUT)/reads.json --page $(BENCH_PAGES)/reads.md $(BENCH_CORPUS_ONLY)
 	$(BENCH_PY) benchmarks/docsites.py --out $(BENCH_OUT)/docsites.json --page $(BENCH_PAGES)/docsites.md $(BENCH_CORPUS_ONLY)
 	$(BENCH_PY) benchmarks/hwp_parsers.py --corpus $(or $(BENCH_CORPUS),$(BENCH_DATA)/hwp_samples) --out $(BENCH_OUT)/hwp_parsers.json --page $(BENCH_PAGES)/hwp_parsers.md
+	# Scale: 10k, 100k and 1M chunks in each store, then the service over the largest (about 3 hours here).
+	$(BENCH_PY) benchmarks/scale.py --data $(BENCH_DATA) --service --out $(BENCH_OUT)/scale.json --page $(BENCH_PAGES)/scale.md $(BENCH_OWN)
 	# Benchmarks other parts of the project add; each takes the same options (benchmarks/common.py).
-	for name in scale refusal diversity ocr; do \
+	for name in refusal diversity ocr; do \
 		if test -f benchmarks/$$name.py; then \
 			$(BENCH_PY) benchmarks/$$name.py --data $(BENCH_DATA) --out $(BENCH_OUT)/$$name.json --page $(BENCH_PAGES)/$$name.md $(BENCH_OWN) || exit 1; \
 		fi; \
