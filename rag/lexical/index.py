@@ -123,13 +123,7 @@ class LexicalIndex:
                     log.info("lexical index %s was built differently (%s); rebuilding it", self.path, found)
                 self._file.reset(self._meta())
         except sqlite3.DatabaseError as e:
-            aside = self._file.set_aside()
-            log.warning(
-                "lexical index %s is unreadable (%s); set aside as %s, rebuilding it from the store",
-                self.path,
-                e,
-                aside,
-            )
+            self._set_aside(e)
             self._file.reset(self._meta())
             usable = False
         self._checked = True
@@ -332,6 +326,16 @@ class LexicalIndex:
         legacy = self.path.with_suffix(".json")
         return legacy if legacy.is_file() else None
 
+    def _set_aside(self, error: Exception) -> None:
+        """Move an unreadable file out of the way (the store then rebuilds the index), saying so."""
+        aside = self._file.set_aside()
+        log.warning(
+            "lexical index %s is unreadable (%s); set aside as %s, rebuilding it from the store",
+            self.path,
+            error,
+            aside,
+        )
+
     def load(self) -> bool:
         """Read the file (converting a legacy JSON one); False when there was nothing usable, so the store rebuilds."""
         if self.path is None:
@@ -351,13 +355,7 @@ class LexicalIndex:
                 if usable:
                     self._read()
             except sqlite3.DatabaseError as e:
-                aside = self._file.set_aside()
-                log.warning(
-                    "lexical index %s is unreadable (%s); set aside as %s, rebuilding it from the store",
-                    self.path,
-                    e,
-                    aside,
-                )
+                self._set_aside(e)
                 self._checked = False
                 self._forget()
                 self._open()

@@ -19,6 +19,7 @@ from ingest.worker import IngestReport, ingest_source
 from rag.config import Settings
 from rag.embedders.hashing import HashingEmbedder
 from rag.stores.memory import MemoryStore
+from tests.ingest.children import sandbox_children
 
 ROOT = Path(__file__).resolve().parents[2]
 GOOD_MD = "# Backups\n\nBackups run nightly at 02:00 and are kept for thirty days.\n"
@@ -144,22 +145,6 @@ async def test_a_parser_out_of_memory_is_reported_and_replaced(settings: Setting
     assert report.added == len(good) and len(ballast)
 
 
-def _sandbox_children() -> list[int]:
-    """Pids of this process's children running the parser process's loop."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"ingest.sandbox" in cmdline:
-            out.append(int(entry.name))
-    return out
-
-
 def _cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
@@ -184,7 +169,7 @@ async def test_a_parser_process_killed_mid_parse_fails_only_that_file_and_keeps_
     deadline = time.monotonic() + 120
     while killed is None and time.monotonic() < deadline and not run.done():
         await asyncio.sleep(0.1)
-        for pid in _sandbox_children():
+        for pid in sandbox_children():
             if _cpu_s(pid) > 1.5:  # past start-up and the pypdf import: inside the PDF's content stream
                 os.kill(pid, signal.SIGKILL)
                 killed = pid
@@ -193,4 +178,4 @@ async def test_a_parser_process_killed_mid_parse_fails_only_that_file_and_keeps_
     assert "the parser process was killed by SIGKILL while parsing this file" in _failed(report, victim)
     assert report.updated == 1 and len(report.failed) == 1  # the CSV after it, in a new parser process
     assert _sources(store)[victim.as_uri()] == before
-    assert _sandbox_children() == []  # the run's end stopped the replacement too
+    assert sandbox_children() == []  # the run's end stopped the replacement too

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from pathlib import Path
 
@@ -12,22 +11,7 @@ from ingest.worker import ingest_source
 from rag.config import Settings
 from rag.embedders.hashing import HashingEmbedder
 from rag.stores.memory import MemoryStore
-
-
-def _children() -> list[int]:
-    """Pids of this process's children running the parser loop."""
-    out = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if int(stat.rsplit(")", 1)[1].split()[1]) == os.getpid() and b"ingest.sandbox" in cmdline:
-            out.append(int(entry.name))
-    return out
+from tests.ingest.children import sandbox_children
 
 
 def _limits() -> ParseLimits:
@@ -43,7 +27,7 @@ async def test_warm_starts_the_child_ahead_and_it_imports_the_expected_formats_l
         while parser.pid is None and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
         pid = parser.pid
-        assert pid is not None and _children() == [pid]
+        assert pid is not None and sandbox_children() == [pid]
         # python-docx's XML library is a C extension: its mapping shows the import happened, with no request sent.
         while b"lxml/etree" not in Path(f"/proc/{pid}/maps").read_bytes() and time.monotonic() < deadline:
             await asyncio.sleep(0.05)
@@ -52,7 +36,7 @@ async def test_warm_starts_the_child_ahead_and_it_imports_the_expected_formats_l
         assert "vision" in parsed.sections[0].text and parser.pid == pid  # the same child served it
     finally:
         await parser.close()
-    assert _children() == []
+    assert sandbox_children() == []
 
 
 async def test_warm_starts_nothing_when_every_expected_file_is_parsed_in_the_worker() -> None:
@@ -60,7 +44,7 @@ async def test_warm_starts_nothing_when_every_expected_file_is_parsed_in_the_wor
     parser.expect([("a.md", 100), ("b.txt", 100)])
     parser.warm()
     await asyncio.sleep(0.5)
-    assert parser.pid is None and _children() == []
+    assert parser.pid is None and sandbox_children() == []
     await parser.close()
 
 
@@ -70,7 +54,7 @@ async def test_closing_while_the_child_starts_leaves_no_process_behind() -> None
     parser.warm()
     await asyncio.sleep(0)  # the start has begun (the process is being spawned), not finished
     await parser.close()
-    assert parser.pid is None and _children() == []
+    assert parser.pid is None and sandbox_children() == []
 
 
 async def test_a_run_of_markdown_and_html_parses_both_and_stops_its_parser_process(
@@ -85,4 +69,4 @@ async def test_a_run_of_markdown_and_html_parses_both_and_stops_its_parser_proce
     assert report.added == 2 and not report.failed
     texts = " ".join(c.text for c in store._opened().chunks.values())
     assert "Backups run nightly." in texts and "Quotas reset monthly." in texts
-    assert _children() == []
+    assert sandbox_children() == []
