@@ -7,15 +7,18 @@ corpus. Every question goes through the default path (``Pipeline.answer``: hybri
 gate, the extractive answerer) over a memory store: BEIR corpora one chunk per document with the retrieval
 benchmark's cached MiniLM vectors, the handbook ingested by the worker with the bundled MiniLM.
 
-Thresholds are chosen on the dev halves only (the retrieval benchmark's SHA-256 split of query ids): for
-each grid point of ``min_score`` x ``min_lexical_coverage`` the gate is replayed on the recorded candidates
-of every dev question (for English and Korean: the share of cross-corpus questions where nothing passes,
-and of in-corpus questions keeping a gold passage among the first k that pass); the shipped point and the
-``--check-points`` points of the replay's trade-off curve that meet the goals there are then answered end
-to end on dev, and the point kept meets the most of the four goals (>= 95 % cross-corpus refused, >= 95 %
-in-corpus answered citing gold, per language), then falls the least short of them in total. The figures
-reported are the held-out halves, answered end to end with the settings given (``--min-score`` /
-``--min-lexical-coverage``, default: the shipped defaults).
+Thresholds are chosen on the dev halves only (the retrieval benchmark's SHA-256 split of query ids). The
+gate has two routes: a question searched dense + BM25 passes a chunk on ``min_score`` or
+``min_lexical_coverage``; one searched by BM25 alone (Korean with MiniLM) on ``min_lexical_coverage_alone``.
+The routes share no threshold, so each is tuned on its own questions: for each grid point the gate is
+replayed on the recorded candidates of every dev question (per language: the share of cross-corpus
+questions where nothing passes, and of in-corpus questions keeping a gold passage among the first k that
+pass); the shipped point and ``--check-points`` points of the replay's trade-off curves that meet the goals
+there are then answered end to end on dev, and each route keeps the point meeting the most of its goals
+(>= 95 % cross-corpus refused, >= 95 % in-corpus answered citing gold, per language), then falling the least
+short of them in total. The figures reported are the held-out halves, answered end to end with the settings
+given (``--min-score`` / ``--min-lexical-coverage`` / ``--min-lexical-coverage-alone``, default: the shipped
+defaults).
 
     .venv/bin/python benchmarks/refusal.py --data /work/shared/data --out bench-results
     .venv/bin/python benchmarks/refusal.py --data /work/shared/data --limit 200 --out /tmp/refusal
@@ -53,6 +56,7 @@ from rag.lang import detect_lang  # noqa: E402
 from rag.lexical.tokens import coverage  # noqa: E402
 from rag.pipeline import Pipeline  # noqa: E402
 from rag.registry import make_chat, make_embedder, make_store  # noqa: E402
+from rag.retrieval import route  # noqa: E402
 from rag.seams import Embedder, VectorStore  # noqa: E402
 from rag.types import EmbedderInfo, Message  # noqa: E402
 
@@ -72,6 +76,10 @@ OWN = "your questions"
 GOAL = 0.95
 MIN_SCORES = tuple(round(0.2 + 0.02 * i, 2) for i in range(26))  # 0.20 .. 0.70
 COVERAGES = tuple(round(0.3 + 0.05 * i, 2) for i in range(15))  # 0.30 .. 1.00
+ALONE_COVERAGES = tuple(round(0.1 + 0.05 * i, 2) for i in range(19))  # 0.10 .. 1.00
+ALONE = "min_lexical_coverage_alone"
+PARAMS = ("min_score", "min_lexical_coverage", ALONE)
+Point = tuple[float, float, float]
 
 
 class LookupEmbedder:
@@ -111,6 +119,7 @@ class Record:
     sims: list[float]  # -1 where the candidate was not in the dense ranking (or dense was not run)
     covs: list[float]
     gold: list[bool]
+    dense: bool  # searched dense + BM25 (else BM25 alone: only coverage counts)
 
 
 async def beir_store(ds: LoadedSet, embedder: Embedder) -> VectorStore:
@@ -167,37 +176,56 @@ async def record(pipe: Pipeline, case: Case, pair: str, answerable: bool, dev: b
         sims.append(ranked.dense.get(hit.chunk.id, -1.0))
         covs.append(coverage(ranked.query_tokens, cache[key]))
         gold.append(is_gold(hit.chunk.source, case))
-    return Record(case, pair, answerable, detect_lang(case.question), dev, sims, covs, gold)
+    dense = ranked.route.dense_weight > 0
+    return Record(case, pair, answerable, detect_lang(case.question), dev, sims, covs, gold, dense)
 
 
 def replay(rec: Record, min_score: float, min_cov: float, k: int) -> tuple[bool, bool]:
-    """(anything relevant, a gold passage among the first ``k`` relevant) at these thresholds."""
+    """(anything relevant, a gold passage among the first ``k`` relevant) at these thresholds; ``min_cov`` is
+    the coverage of the record's route (``min_lexical_coverage`` or ``min_lexical_coverage_alone``)."""
     passing = [g for s, c, g in zip(rec.sims, rec.covs, rec.gold, strict=True) if s >= min_score or c >= min_cov]
     return bool(passing), any(passing[:k])
 
 
-def sweep(records: Sequence[Record], k: int) -> list[dict[str, float]]:
-    """For every grid point and language: the share of cross-corpus refused and in-corpus kept with gold."""
-    rows = []
-    for ms in MIN_SCORES:
-        for mc in COVERAGES:
-            row: dict[str, float] = {"min_score": ms, "min_lexical_coverage": mc}
-            for lang in ("en", "ko"):
-                cross = [not replay(r, ms, mc, k)[0] for r in records if not r.answerable and r.lang == lang]
-                inside = [replay(r, ms, mc, k)[1] for r in records if r.answerable and r.lang == lang]
-                row[f"{lang} refused"] = float(np.mean(cross)) if cross else float("nan")
-                row[f"{lang} gold kept"] = float(np.mean(inside)) if inside else float("nan")
-            rows.append(row)
-    return rows
+def _rates(records: Sequence[Record], ms: float, mc: float, k: int) -> dict[str, float]:
+    row: dict[str, float] = {}
+    for lang in ("en", "ko"):
+        cross = [not replay(r, ms, mc, k)[0] for r in records if not r.answerable and r.lang == lang]
+        inside = [replay(r, ms, mc, k)[1] for r in records if r.answerable and r.lang == lang]
+        row[f"{lang} refused"] = float(np.mean(cross)) if cross else float("nan")
+        row[f"{lang} gold kept"] = float(np.mean(inside)) if inside else float("nan")
+    return row
+
+
+def sweep(records: Sequence[Record], k: int) -> tuple[list[dict[str, float]], list[dict[str, float]]]:
+    """Per route, for every grid point and language: the share of cross-corpus refused and in-corpus kept
+    with gold. Dense + BM25 questions over ``min_score`` x ``min_lexical_coverage``; BM25-alone questions
+    over ``min_lexical_coverage_alone``."""
+    dense = [r for r in records if r.dense]
+    alone = [r for r in records if not r.dense]
+    dense_rows = [
+        {"min_score": ms, "min_lexical_coverage": mc, **_rates(dense, ms, mc, k)}
+        for ms in MIN_SCORES
+        for mc in COVERAGES
+    ]
+    alone_rows = [{ALONE: ma, **_rates(alone, 2.0, ma, k)} for ma in ALONE_COVERAGES]
+    return dense_rows, alone_rows
+
+
+def _params(row: dict[str, float]) -> list[str]:
+    return [p for p in PARAMS if p in row]
 
 
 def _worst(row: dict[str, float]) -> float:
     rates = [row[f"{lang} {m}"] for lang in ("en", "ko") for m in ("refused", "gold kept")]
-    return min(r for r in rates if r == r)  # NaN (a language without questions) left out
+    known = [r for r in rates if r == r]  # NaN (a language without questions on this route) left out
+    return min(known) if known else float("nan")
 
 
 def _choice_key(row: dict[str, float]) -> tuple[bool, float, float, float]:
-    return _worst(row) >= GOAL, _worst(row), -row["min_score"], -row["min_lexical_coverage"]
+    lowest = -row.get("min_score", 0.0), -row.get("min_lexical_coverage", row.get(ALONE, 0.0))
+    worst = _worst(row)
+    return worst >= GOAL, worst if worst == worst else -1.0, *lowest
 
 
 def choose(rows: Sequence[dict[str, float]]) -> dict[str, float]:
@@ -218,17 +246,45 @@ def e2e_rates(dev: dict[str, dict[str, float]]) -> dict[str, float]:
 def e2e_key(point: dict[str, float]) -> tuple[int, float, float]:
     """Goals met, then the smallest total shortfall from the goals, then the worst rate (end to end on dev)."""
     rates = [v for k, v in point.items() if k.startswith(("en ", "ko ")) and v == v]
+    if not rates:
+        return 0, 0.0, 0.0
     return sum(v >= GOAL for v in rates), -sum(max(0.0, GOAL - v) for v in rates), min(rates)
 
 
-def shortlist(rows: Sequence[dict[str, float]], shipped: tuple[float, float], n: int) -> list[tuple[float, float]]:
-    """The shipped point and up to ``n`` points of the replay's trade-off curve meeting the goals there
-    (else the ``n`` best by ``choose``'s order), spread evenly along the curve."""
-    curve = frontier(rows)
-    good = [r for r in curve if _worst(r) >= GOAL] or sorted(rows, key=_choice_key, reverse=True)[:n]
+def _picks(rows: Sequence[dict[str, float]], n: int) -> list[dict[str, float]]:
+    """Up to ``n`` points of the rows' trade-off curve meeting the goals (else the ``n`` best by ``choose``'s
+    order), spread evenly along the curve."""
+    if not rows or all(_worst(r) != _worst(r) for r in rows):
+        return []  # no question took this route
+    good = [r for r in frontier(rows) if _worst(r) >= GOAL] or sorted(rows, key=_choice_key, reverse=True)[:n]
     step = max(1, len(good) / n) if n else len(good) + 1
-    picked = [good[int(i * step)] for i in range(min(n, len(good)))]
-    return list(dict.fromkeys([shipped, *((r["min_score"], r["min_lexical_coverage"]) for r in picked)]))
+    return [good[int(i * step)] for i in range(min(n, len(good)))]
+
+
+def shortlist(
+    dense_rows: Sequence[dict[str, float]], alone_rows: Sequence[dict[str, float]], shipped: Point, n: int
+) -> list[Point]:
+    """The shipped point, then dense-route points (with the shipped ``min_lexical_coverage_alone``) and up to
+    two BM25-alone points (with the shipped dense thresholds) from the replay's curves: ``n`` in all."""
+    ms, mc, ma = shipped
+    alone = _picks(alone_rows, min(2, n // 2))
+    dense = _picks(dense_rows, n - len(alone))
+    points = [(r["min_score"], r["min_lexical_coverage"], ma) for r in dense] + [(ms, mc, r[ALONE]) for r in alone]
+    return list(dict.fromkeys([shipped, *points]))
+
+
+def kept(checked: Sequence[dict[str, object]]) -> dict[str, float]:
+    """Each route's thresholds from the checked point best on that route's questions (end to end on dev)."""
+
+    def best(route_name: str) -> dict[str, object]:
+        return max(checked, key=lambda row: e2e_key(row[route_name]))  # type: ignore[arg-type]
+
+    dense, alone = best("dense route"), best("alone route")
+    return {
+        "min_score": float(dense["min_score"]),  # type: ignore[arg-type]
+        "min_lexical_coverage": float(dense["min_lexical_coverage"]),  # type: ignore[arg-type]
+        ALONE: float(alone[ALONE]),  # type: ignore[arg-type]
+    }
 
 
 async def answer_all(
@@ -236,8 +292,10 @@ async def answer_all(
 ) -> list[dict[str, object]]:
     """Answer each question end to end; note whether it was refused and whether a gold passage is cited."""
     out = []
+    cfg = pipe.settings.retrieval
     for case, dev in cases:
         ans = await pipe.answer([Message("user", case.question)])
+        dense = route(case.question, cfg, pipe.retriever.dense_langs).dense_weight > 0
         cited = [c.hit.chunk.source for c in ans.citations]
         out.append(
             {
@@ -245,6 +303,7 @@ async def answer_all(
                 "answerable": answerable,
                 "lang": detect_lang(case.question),
                 "dev": dev,
+                "route": "dense" if dense else "alone",
                 "id": case.id,
                 "refused": is_refusal(ans.text) or not ans.citations,
                 "gold cited": any(is_gold(s, case) for s in cited),
@@ -307,7 +366,8 @@ def markdown(result: dict[str, object]) -> str:
         "citation is a gold passage.",
         "",
         f"Settings: min_score {meta['min_score']}, min_lexical_coverage {meta['min_lexical_coverage']}, "
-        f"k {meta['k']}, max_chunks_per_source {meta['max_chunks_per_source']}; goal: >= {GOAL:.0%} of "
+        f"min_lexical_coverage_alone {meta[ALONE]}, k {meta['k']}, "
+        f"max_chunks_per_source {meta['max_chunks_per_source']}; goal: >= {GOAL:.0%} of "
         "cross-corpus questions refused and >= 95 % of in-corpus questions answered with the gold source cited.",
         "",
         "## Held-out halves (no threshold was chosen on these)",
@@ -328,47 +388,63 @@ def markdown(result: dict[str, object]) -> str:
         "",
         "## Thresholds chosen on the dev halves",
         "",
-        "Two steps, both on the dev halves only. The gate is replayed on the recorded candidates of every dev "
-        f"question for each grid point (below); the shipped point and up to {meta['check_points']} points of the "
-        "replay's trade-off curve meeting the goals there are then answered end to end, and the point kept is "
-        "the one meeting the most goals, then falling the least short of them in total. "
-        f"Kept: **min_score {chosen['min_score']}, min_lexical_coverage "
-        f"{chosen['min_lexical_coverage']}** (best by the replay alone: min_score {best['min_score']}, "
-        f"min_lexical_coverage {best['min_lexical_coverage']}).",
+        "Two steps, both on the dev halves only, for each of the gate's two routes: questions searched dense + "
+        "BM25 (here the English ones) pass a chunk on `min_score` or `min_lexical_coverage`, questions searched "
+        "by BM25 alone (here the Korean ones: MiniLM cannot read Korean) on `min_lexical_coverage_alone`. The "
+        "gate is replayed on the recorded candidates of every dev question for each grid point (below); the "
+        f"shipped point and up to {meta['check_points']} points of the replays' trade-off curves meeting the "
+        "goals there are then answered end to end, and each route keeps the point meeting the most of its goals, "
+        "then falling the least short of them in total. "
+        f"Kept: **min_score {chosen['min_score']}, min_lexical_coverage {chosen['min_lexical_coverage']}, "
+        f"min_lexical_coverage_alone {chosen[ALONE]}** (best by the replays alone: min_score "
+        f"{best['min_score']}, min_lexical_coverage {best['min_lexical_coverage']}, min_lexical_coverage_alone "
+        f"{best[ALONE]}).",
         "",
-        "| min_score | min_lexical_coverage | en refused | en answered with gold cited | ko refused "
-        "| ko answered with gold cited |",
-        "|---|---|---|---|---|---|",
+        "| min_score | min_lexical_coverage | min_lexical_coverage_alone | en refused | en answered with gold cited "
+        "| ko refused | ko answered with gold cited |",
+        "|---|---|---|---|---|---|---|",
     ]
     for row in checked:
         lines.append(
-            f"| {row['min_score']} | {row['min_lexical_coverage']} | {row['en refused']:.3f} | "
+            f"| {row['min_score']} | {row['min_lexical_coverage']} | {row[ALONE]} | {row['en refused']:.3f} | "
             f"{row['en answered with gold cited']:.3f} | {row['ko refused']:.3f} | "
             f"{row['ko answered with gold cited']:.3f} |"
         )
+    curve, alone_curve = result["curve"], result["alone_curve"]
+    assert isinstance(curve, list) and isinstance(alone_curve, list)
     lines += [
         "",
         "## Gate replay on the dev halves",
         "",
         "The gate replayed on the recorded candidates of each dev question (retrieval only, no answerer): "
-        "refused = nothing passes; gold kept = a gold passage among the first k passing candidates. The grid "
-        "points not beaten on all four rates by another:",
+        "refused = nothing passes; gold kept = a gold passage among the first k passing candidates. Questions "
+        "searched dense + BM25, the grid points not beaten on all their rates by another:",
         "",
         "| min_score | min_lexical_coverage | en refused | en gold kept | ko refused | ko gold kept |",
         "|---|---|---|---|---|---|",
     ]
-    curve = result["curve"]
-    assert isinstance(curve, list)
     for row in curve:
         lines.append(
             f"| {row['min_score']} | {row['min_lexical_coverage']} | {row['en refused']:.3f} | "
             f"{row['en gold kept']:.3f} | {row['ko refused']:.3f} | {row['ko gold kept']:.3f} |"
         )
+    lines += [
+        "",
+        "Questions searched by BM25 alone, the same:",
+        "",
+        "| min_lexical_coverage_alone | en refused | en gold kept | ko refused | ko gold kept |",
+        "|---|---|---|---|---|",
+    ]
+    for row in alone_curve:
+        lines.append(
+            f"| {row[ALONE]} | {row['en refused']:.3f} | {row['en gold kept']:.3f} | {row['ko refused']:.3f} | "
+            f"{row['ko gold kept']:.3f} |"
+        )
     return "\n".join(lines) + "\n"
 
 
 def frontier(rows: Sequence[dict[str, float]]) -> list[dict[str, float]]:
-    """Grid points not beaten on all four rates by another one (the trade-off curve), by min_score."""
+    """Grid points not beaten on all four rates by another one (the trade-off curve), by threshold."""
     names = ("en refused", "en gold kept", "ko refused", "ko gold kept")
     keys = [k for k in names if rows and rows[0][k] == rows[0][k]]  # a language not measured (NaN) left out
     out = []
@@ -376,7 +452,7 @@ def frontier(rows: Sequence[dict[str, float]]) -> list[dict[str, float]]:
         beaten = any(all(o[k] >= r[k] for k in keys) and any(o[k] > r[k] for k in keys) for o in rows)
         if not beaten:
             out.append(r)
-    return sorted(out, key=lambda r: (r["min_score"], r["min_lexical_coverage"]))
+    return sorted(out, key=lambda r: tuple(r[p] for p in _params(r)))
 
 
 def sample(cases: Sequence[Case], limit: int) -> list[Case]:
@@ -405,6 +481,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
     ap.add_argument("--check-points", type=int, default=8, help="replay points answered end to end on dev (default 8)")
     ap.add_argument("--min-score", type=float, default=None, help="gate: dense similarity (default: shipped)")
     ap.add_argument("--min-lexical-coverage", type=float, default=None, help="gate: coverage (default: shipped)")
+    ap.add_argument(
+        "--min-lexical-coverage-alone", type=float, default=None, help="gate: coverage, BM25 alone (default: shipped)"
+    )
     args = ap.parse_args(argv)
     check_data_options(args)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
@@ -412,7 +491,9 @@ async def main(argv: Sequence[str] | None = None) -> None:
     defaults = RetrievalSettings()
     overrides = {
         k: v
-        for k, v in (("min_score", args.min_score), ("min_lexical_coverage", args.min_lexical_coverage))
+        for k, v in zip(
+            PARAMS, (args.min_score, args.min_lexical_coverage, args.min_lexical_coverage_alone), strict=True
+        )
         if v is not None
     }
     retrieval = defaults.model_copy(update=overrides)
@@ -453,21 +534,35 @@ async def main(argv: Sequence[str] | None = None) -> None:
                     records.append(await record(pipes[corpus], case, pair, answerable, dev, token_cache))
             answers += await answer_all(pipes[corpus], marked, pair, answerable)
             log.info("%s: %d questions in %.0f s", pair, len(marked), time.perf_counter() - t0)
-        curve = sweep(records, retrieval.k)
-        given = (retrieval.min_score, retrieval.min_lexical_coverage)
-        checked = []
-        for ms, mc in shortlist(curve, given, args.check_points):
-            if (ms, mc) == given:
-                dev_answers = [a for a in answers if a["dev"]]
-            else:
-                point = retrieval.model_copy(update={"min_score": ms, "min_lexical_coverage": mc})
-                alt = {name: pipeline(store, embedder, point) for name, store in stores.items()}
-                dev_answers = []
+        dense_rows, alone_rows = sweep(records, retrieval.k)
+        given: Point = (retrieval.min_score, retrieval.min_lexical_coverage, retrieval.min_lexical_coverage_alone)
+        langs = pipes[HANDBOOK].retriever.dense_langs
+
+        def route_of(case: Case) -> str:
+            return "dense" if route(case.question, retrieval, langs).dense_weight > 0 else "alone"
+
+        shipped_dev = [a for a in answers if a["dev"]]
+        checked: list[dict[str, object]] = []
+        for point in shortlist(dense_rows, alone_rows, given, args.check_points):
+            # A point changes one route's thresholds: only that route's questions are answered again.
+            changed = {
+                name for name, moved in (("dense", point[:2] != given[:2]), ("alone", point[2] != given[2])) if moved
+            }
+            dev_answers = [a for a in shipped_dev if a["route"] not in changed]
+            if changed:
+                alt_settings = retrieval.model_copy(update=dict(zip(PARAMS, point, strict=True)))
+                alt = {name: pipeline(store, embedder, alt_settings) for name, store in stores.items()}
                 for qset, corpus, answerable in measured:
-                    marked = [(c, True) for c in cases[qset] if c.id in devs[qset]]
+                    marked = [(c, True) for c in cases[qset] if c.id in devs[qset] and route_of(c) in changed]
                     dev_answers += await answer_all(alt[corpus], marked, f"{qset} -> {corpus}", answerable)
-            checked.append({"min_score": ms, "min_lexical_coverage": mc, **e2e_rates(rates(dev_answers, dev=True))})
-            log.info("dev end to end at min_score %s, min_lexical_coverage %s: %s", ms, mc, checked[-1])
+            by_route = {
+                f"{name} route": e2e_rates(rates([a for a in dev_answers if a["route"] == name], dev=True))
+                for name in ("dense", "alone")
+            }
+            checked.append(
+                {**dict(zip(PARAMS, point, strict=True)), **e2e_rates(rates(dev_answers, dev=True)), **by_route}
+            )
+            log.info("dev end to end at %s: %s", dict(zip(PARAMS, point, strict=True)), checked[-1])
         for store in stores.values():
             await store.close()
     await real.close()
@@ -479,16 +574,18 @@ async def main(argv: Sequence[str] | None = None) -> None:
             "wall_s": round(time.perf_counter() - start, 1),
             "min_score": retrieval.min_score,
             "min_lexical_coverage": retrieval.min_lexical_coverage,
+            ALONE: retrieval.min_lexical_coverage_alone,
             "k": retrieval.k,
             "max_chunks_per_source": retrieval.max_chunks_per_source,
             "check_points": args.check_points,
         },
         "held_out": rates(answers, dev=False),
         "dev": rates(answers, dev=True),
-        "replay_best": choose(curve),
+        "replay_best": {**choose(dense_rows), ALONE: choose(alone_rows)[ALONE]},
         "checked": checked,
-        "chosen": max(checked, key=e2e_key),
-        "curve": frontier(curve),
+        "chosen": kept(checked),
+        "curve": frontier(dense_rows),
+        "alone_curve": frontier(alone_rows),
         "answers": answers,
     }
     page = markdown(result)

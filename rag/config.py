@@ -85,7 +85,7 @@ class RetrievalSettings(BaseModel):
 
     k: int = Field(5, ge=1, le=100, description="Sources given to the generator.")
     min_score: float = Field(
-        0.4,
+        0.3,
         description="Dense similarity a chunk needs to count as relevant (or lexical coverage, below); "
         "nothing relevant = 'no answer'. Tuned on the dev halves of the refusal benchmark (XQuAD, HotpotQA, "
         "Allganize questions against their own and each other's corpora, MiniLM).",
@@ -116,11 +116,19 @@ class RetrievalSettings(BaseModel):
         "(MiniLM: en; e5/bge-m3 multilingual). Other languages are searched lexically only.",
     )
     min_lexical_coverage: float = Field(
+        0.55,
+        ge=0,
+        le=1,
+        description="Share of the query's terms a chunk must contain to count as relevant when its dense "
+        "similarity is below min_score. Tuned with min_score on the refusal benchmark's dev halves.",
+    )
+    min_lexical_coverage_alone: float = Field(
         0.3,
         ge=0,
         le=1,
-        description="Share of the query's terms a chunk must contain to count as relevant (the only test for a "
-        "query the embedder cannot read, e.g. Korean with MiniLM).",
+        description="The same share for a query searched by BM25 alone (a language the embedder cannot read, "
+        "e.g. Korean with MiniLM; or mode=lexical), where coverage is the only test. Tuned on the refusal "
+        "benchmark's dev halves (Korean).",
     )
     max_context_tokens: int = Field(
         3000, ge=100, description="Token budget of the sources put in the prompt (estimated from characters)."

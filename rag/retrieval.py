@@ -13,11 +13,12 @@ where titles name entities (README "Retrieval"). A text links a title only as wr
 a common word that is also a title ("Oxygen", "Force") does not link single-hop articles by accident.
 
 Relevance gate: a fused chunk counts as relevant when its dense similarity reaches ``min_score``
-(only where dense was used) or it holds ``min_lexical_coverage`` of the query's terms. With nothing
-relevant, callers get no sources and the answerer says it does not know. A chunk's tokens are kept in a
-per-retriever LRU keyed by its lexical text, so the gate tokenises each candidate once however often it
-is asked about (the Korean analyser costs milliseconds per chunk; the same chunks come back query after
-query).
+(only where dense was used) or it holds ``min_lexical_coverage`` of the query's terms
+(``min_lexical_coverage_alone`` for a query searched by BM25 alone, where coverage is the only test and
+an inflected language loses more terms to analysis). With nothing relevant, callers get no sources and
+the answerer says it does not know. A chunk's tokens are kept in a per-retriever LRU keyed by its
+lexical text, so the gate tokenises each candidate once however often it is asked about (the Korean
+analyser costs milliseconds per chunk; the same chunks come back query after query).
 
 Diversity: among the k, one document holds at most ``max_chunks_per_source`` chunks while other
 documents also pass the gate (``rag.context.cap_per_source``), so one huge file cannot fill the top-k.
@@ -27,7 +28,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import lru_cache
 
@@ -35,7 +38,7 @@ from rag.config import RetrievalSettings
 from rag.context import cap_per_source
 from rag.lang import detect_lang
 from rag.lexical.fusion import fuse
-from rag.lexical.tokens import WORD, coverage, lexical_text, make_tokenizer
+from rag.lexical.tokens import WORD, BatchTokenizer, coverage, lexical_text, make_batch_tokenizer, make_tokenizer
 from rag.seams import Embedder, Reranker, VectorStore
 from rag.stores.common import validate_k
 from rag.types import Chunk, Filter, ScoredChunk, validate_filter
@@ -44,6 +47,8 @@ log = logging.getLogger(__name__)
 
 # Distinct chunk texts whose tokens the gate keeps (a few MB of Korean tokens per thousand chunks).
 TOKEN_CACHE_CHUNKS = 20_000
+# Candidates the gate tokenises together (the Korean analyser spreads a batch over its threads).
+GATE_BLOCK = 8
 
 ALL_LANGUAGES = "*"
 # Substrings of embedder ids, checked in order; the first that matches gives the languages.
@@ -147,6 +152,44 @@ class Ranked:
     query_tokens: tuple[str, ...]
 
 
+class TokenCache:
+    """Distinct tokens of chunk texts, the least recently used dropped past ``size`` texts (thread-safe)."""
+
+    def __init__(self, tokenize_many: BatchTokenizer, size: int) -> None:
+        self._many, self._size = tokenize_many, size
+        self._sets: OrderedDict[str, frozenset[str]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def missing(self, texts: Sequence[str]) -> list[str]:
+        """The distinct texts among ``texts`` not in the cache."""
+        with self._lock:
+            return [t for t in dict.fromkeys(texts) if t not in self._sets]
+
+    def fill(self, texts: Sequence[str]) -> None:
+        """Tokenise the texts not in the cache, in one batch."""
+        todo = self.missing(texts)
+        if todo:
+            self._put(zip(todo, [frozenset(t) for t in self._many(todo)], strict=True))
+
+    def get(self, text: str) -> frozenset[str]:
+        """The tokens of ``text``, tokenised now if not cached."""
+        with self._lock:
+            tokens = self._sets.get(text)
+            if tokens is not None:
+                self._sets.move_to_end(text)
+                return tokens
+        tokens = frozenset(self._many([text])[0])
+        self._put([(text, tokens)])
+        return tokens
+
+    def _put(self, items: Iterable[tuple[str, frozenset[str]]]) -> None:
+        with self._lock:
+            for text, tokens in items:
+                self._sets[text] = tokens
+            while len(self._sets) > self._size:
+                self._sets.popitem(last=False)
+
+
 class Retriever:
     """Runs the routed retrievers on a store, fuses them, reranks if configured, gates relevance."""
 
@@ -162,14 +205,18 @@ class Retriever:
         self.settings = settings
         self.reranker = reranker
         self.tokenize = make_tokenizer(settings.tokenizer)
-        self._text_tokens = lru_cache(maxsize=TOKEN_CACHE_CHUNKS)(self._tokens_of)
-
-    def _tokens_of(self, text: str) -> frozenset[str]:
-        return frozenset(self.tokenize(text))
+        self.tokenize_many = make_batch_tokenizer(settings.tokenizer)
+        self._tokens = TokenCache(lambda texts: self.tokenize_many(texts), TOKEN_CACHE_CHUNKS)
 
     def chunk_tokens(self, chunk: Chunk) -> frozenset[str]:
         """The distinct lexical tokens of a chunk (title, section, text), tokenised once per distinct text."""
-        return self._text_tokens(lexical_text(chunk))
+        return self._tokens.get(lexical_text(chunk))
+
+    async def _prefetch(self, ranked: Ranked, hits: Sequence[ScoredChunk]) -> None:
+        """Tokenise, in one batch off the event loop, the hits the gate will judge on coverage alone."""
+        texts = [lexical_text(h.chunk) for h in hits if ranked.dense.get(h.chunk.id, -1.0) < self.settings.min_score]
+        if self._tokens.missing(texts):
+            await asyncio.to_thread(self._tokens.fill, texts)
 
     @property
     def dense_langs(self) -> frozenset[str]:
@@ -212,7 +259,9 @@ class Retriever:
         sim = ranked.dense.get(hit.chunk.id)
         if sim is not None and sim >= self.settings.min_score:
             return True
-        return coverage(ranked.query_tokens, self.chunk_tokens(hit.chunk)) >= self.settings.min_lexical_coverage
+        cfg = self.settings
+        floor = cfg.min_lexical_coverage if ranked.route.dense_weight > 0 else cfg.min_lexical_coverage_alone
+        return coverage(ranked.query_tokens, self.chunk_tokens(hit.chunk)) >= floor
 
     async def search(self, query: str, k: int, flt: Filter | None = None) -> list[ScoredChunk]:
         """The top-k relevant chunks, best first (fused score in [0, 1], or the reranker's)."""
@@ -234,6 +283,8 @@ class Retriever:
                     break  # no document was capped: the scan ends where it always does
                 if counts.get(source, 0) >= per_source:
                     continue
+            if i % GATE_BLOCK == 0:
+                await self._prefetch(ranked, ranked.hits[i : i + GATE_BLOCK])
             if self.relevant(ranked, hit):
                 out.append(hit)
                 counts[source] = counts.get(source, 0) + 1

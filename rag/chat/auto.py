@@ -66,10 +66,10 @@ async def resolve_auto(settings: Settings, probe_url: str = OLLAMA_PROBE_URL) ->
     found = await _ollama_models(probe_url)
     if isinstance(found, str):
         log.info("chat backend: extractive (no Ollama at %s: %s)", probe_url, found)
-        return ExtractiveChat()
+        return ExtractiveChat.for_settings(settings)
     if not found:
         log.info("chat backend: extractive (Ollama at %s has no models pulled)", probe_url)
-        return ExtractiveChat()
+        return ExtractiveChat.for_settings(settings)
     if wanted is None:
         model = found[0]
     else:
@@ -82,7 +82,7 @@ async def resolve_auto(settings: Settings, probe_url: str = OLLAMA_PROBE_URL) ->
                 ", ".join(found),
                 wanted,
             )
-            return ExtractiveChat()
+            return ExtractiveChat.for_settings(settings)
         model = match
     split = urlsplit(probe_url)
     chat = ollama_from_url(parse_url(f"ollama://{split.netloc}?{urlencode({'model': model})}"), settings)

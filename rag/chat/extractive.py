@@ -2,8 +2,12 @@
 
 It makes the offline default useful without a model: deterministic, instant, and never says
 anything the documents do not. Sentences are scored against the question lexically: IDF-weighted
-overlap of word tokens plus Hangul/CJK character bigrams (so Korean works without a morphological
-analyser, ``휴가는`` still meeting ``휴가를``), with stopwords and verb endings ignored.
+overlap of word tokens plus Hangul/CJK character bigrams (so Korean sentences need no morphological
+analysis, ``휴가는`` still meeting ``휴가를``), with stopwords and verb endings ignored; a Korean question's
+bigrams are those of its content morphemes (``rag.lexical.tokens.question_terms``). Only question terms
+some sentence holds weigh in the coverage a sentence needs, and a sentence's score falls mildly with its
+source's rank (the retriever's order is evidence too). The weights were chosen on the dev halves of the
+refusal benchmark (docs/benchmarks/refusal.md).
 ``extractive://`` takes no parameters. It honours ``stop`` (the answer ends before the first stop
 sequence) and ``max_tokens`` (counted in words, the unit of its usage figures; ``finish_reason``
 is ``length`` when the answer is cut); ``seed`` changes nothing, as the answer is deterministic.
@@ -20,7 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from rag.lang import detect_lang
-from rag.lexical.tokens import sentence_terms
+from rag.lexical.tokens import question_terms, sentence_terms
 from rag.types import ChatRequest, Delta, ScoredChunk, Usage
 
 if TYPE_CHECKING:
@@ -39,6 +43,8 @@ MIN_COVERAGE = 0.15
 # Sentences sharing more than this share of their terms count as near-duplicates.
 DUPLICATE_JACCARD = 0.7
 BIGRAM_WEIGHT = 0.5
+# A sentence of the n-th source scores 1 / (1 + RANK_PRIOR * (n - 1)) of what the same sentence would first.
+RANK_PRIOR = 0.2
 
 
 _SPACES = re.compile(r"\s+")
@@ -349,9 +355,12 @@ def _idf(df: int, n: int) -> float:
     return math.log(1.0 + (n - df + 0.5) / (df + 0.5))
 
 
-def select(question: str, sentences: Sequence[Sentence]) -> list[Sentence]:
-    """The best 1-3 non-duplicate sentences for the question, best first; empty when none fits."""
-    q_words, q_bigrams = sentence_terms(question)
+def select(question: str, sentences: Sequence[Sentence], morphemes: bool = True) -> list[Sentence]:
+    """The best 1-3 non-duplicate sentences for the question, best first; empty when none fits.
+
+    ``morphemes``: a Korean question's bigrams come from its content morphemes (:func:`question_terms`).
+    """
+    q_words, q_bigrams = question_terms(question, morphemes)
     if not sentences or not (q_words or q_bigrams):
         return []
     n = len(sentences)
@@ -359,7 +368,12 @@ def select(question: str, sentences: Sequence[Sentence]) -> list[Sentence]:
     for kind, feats, scale in (("w", q_words, 1.0), ("b", q_bigrams, BIGRAM_WEIGHT)):
         for f in feats:
             df = sum(1 for s in sentences if f in (s.words if kind == "w" else s.bigrams))
-            weight[(kind, f)] = scale * _idf(df, n)
+            # A term no sentence holds cannot tell sentences apart; counted, it would only make every
+            # sentence's share of the question smaller ("another term for rotors": "another", "term").
+            if df:
+                weight[(kind, f)] = scale * _idf(df, n)
+    if not weight:
+        return []
     total = sum(weight.values())
     family = {kind: sum(w for (k, _), w in weight.items() if k == kind) for kind in ("w", "b")}
     scored: list[tuple[float, Sentence]] = []
@@ -376,7 +390,8 @@ def select(question: str, sentences: Sequence[Sentence]) -> list[Sentence]:
             continue  # a short sentence sharing one rare term must not outrank one that answers
         # A mild length penalty: long sentences match more terms by chance.
         size = len(s.words) + len(s.bigrams) / 2
-        scored.append((coverage / max(1.0, size / 12) ** 0.3, s))
+        rank = 1 + RANK_PRIOR * (s.source - 1)
+        scored.append((coverage / max(1.0, size / 12) ** 0.3 / rank, s))
     if not scored:
         return []
     scored.sort(key=lambda x: (-x[0], x[1].source, x[1].position))
@@ -426,16 +441,28 @@ def limit(text: str, max_tokens: int | None, stop: Sequence[str]) -> tuple[str, 
     return text, "stop"
 
 
-def answer(question: str, sources: Sequence[ScoredChunk]) -> str:
+def answer(question: str, sources: Sequence[ScoredChunk], morphemes: bool = True) -> str:
     """The whole extractive answer (or the 'could not find' sentence in the question's language)."""
-    chosen = select(question, candidates(sources, with_code=asks_for_code(question)))
+    chosen = select(question, candidates(sources, with_code=asks_for_code(question)), morphemes)
     if not chosen:
         return NOT_FOUND[detect_lang(question)]
     return " ".join(cite(s) for s in chosen)
 
 
 class ExtractiveChat:
-    """Answers by quoting the best-matching source sentences with their ``[n]`` markers; no model."""
+    """Answers by quoting the best-matching source sentences with their ``[n]`` markers; no model.
+
+    ``morphemes``: read Korean questions with the morphological analyser (as the ``kiwi`` lexical tokenizer
+    does, which loads it anyway); off, no analyser is loaded.
+    """
+
+    def __init__(self, morphemes: bool = True) -> None:
+        self.morphemes = morphemes
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> ExtractiveChat:
+        """The answerer for these settings: Korean morphemes where the lexical tokenizer is ``kiwi``."""
+        return cls(morphemes=settings.retrieval.tokenizer == "kiwi")
 
     @property
     def name(self) -> str:
@@ -445,7 +472,8 @@ class ExtractiveChat:
     async def stream(self, request: ChatRequest) -> AsyncIterator[Delta]:
         """Stream the extractive answer word by word; the last delta says ``stop`` (or ``length`` when cut)."""
         question = request.question or next((m.content for m in reversed(request.messages) if m.role == "user"), "")
-        text, finish = limit(answer(question, request.sources), request.params.max_tokens, request.params.stop)
+        reply = answer(question, request.sources, self.morphemes)
+        text, finish = limit(reply, request.params.max_tokens, request.params.stop)
         words = text.split(" ") if text else []
         for i, word in enumerate(words):
             yield Delta(text=word if i == len(words) - 1 else word + " ")
@@ -463,4 +491,4 @@ class ExtractiveChat:
 
 def from_url(url: BackendURL, settings: Settings) -> ExtractiveChat:
     """``extractive://``."""
-    return ExtractiveChat()
+    return ExtractiveChat.for_settings(settings)

@@ -30,7 +30,14 @@ from rag.lexical.columns import Columns
 from rag.lexical.file import SCHEMA, IndexFile, chunk_of, decode, decode_many, encode
 from rag.lexical.fusion import fuse_lexical
 from rag.lexical.postings import Postings
-from rag.lexical.tokens import bigram_tokens, hangul_fusion, has_hangul, lexical_text, make_tokenizer
+from rag.lexical.tokens import (
+    bigram_tokens,
+    hangul_fusion,
+    has_hangul,
+    lexical_text,
+    make_batch_tokenizer,
+    make_tokenizer,
+)
 from rag.types import Chunk, Filter, ScoredChunk, matches_nothing
 
 log = logging.getLogger(__name__)
@@ -81,6 +88,7 @@ class LexicalIndex:
     def __init__(self, tokenizer: str, path: Path | None = None) -> None:
         self.tokenizer_name = tokenizer
         self.tokenize = make_tokenizer(tokenizer)
+        self.tokenize_many = make_batch_tokenizer(tokenizer)
         self.path = path
         self._fuses = tokenizer == "kiwi"  # bigram rankings are fused in for Korean queries (hangul_fusion)
         self._file = IndexFile(path)
@@ -141,7 +149,7 @@ class LexicalIndex:
             return
         texts = [lexical_text(c) for c in batch]
         # An empty token list scores nothing; the empty token stands in for it, as bm25s does.
-        toks = [self.tokenize(t) or [""] for t in texts]
+        toks = [tokens or [""] for tokens in self.tokenize_many(texts)]
         bigrams = _bigrams(texts, toks) if self._fuses else None
         with self._lock:
             self._open()

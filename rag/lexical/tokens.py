@@ -21,7 +21,9 @@ Every token is a run of ``[^\W_]`` characters (:data:`WORD`), so a store whose a
 characters (Milvus's ``standard``) reproduces the tokens exactly from a space-joined string.
 
 :func:`sentence_terms` is the extractive answerer's view of a sentence: word tokens (question words and
-Korean function words dropped too) and Hangul/CJK bigrams without verb endings.
+Korean function words dropped too) and Hangul/CJK bigrams without verb endings. :func:`question_terms` is
+its view of a question: the same, except that a Korean question's bigrams can be limited to those inside
+its content morphemes (``교체되어질`` keeps ``교체``, not ``체되``, ``되어``, ``어질``).
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from rag.errors import ConfigError, MissingExtra
 from rag.types import Chunk
 
 Tokenizer = Callable[[str], list[str]]
+# Many texts at once: ``kiwi`` analyses the Hangul ones in one call on the analyser's threads.
+BatchTokenizer = Callable[[Sequence[str]], list[list[str]]]
 TOKENIZERS = ("word", "bigram", "kiwi")
 
 WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -113,6 +117,27 @@ def kiwi_tokens(text: str) -> list[str]:
         return bigram_tokens(text)
     with _KIWI_LOCK:
         morphs = _kiwi().tokenize(text)
+    return _content(morphs)
+
+
+def kiwi_tokens_many(texts: Sequence[str]) -> list[list[str]]:
+    """:func:`kiwi_tokens` of each text, the Hangul ones analysed in one call.
+
+    kiwipiepy spreads a batch over its worker threads (one per core), so a batch of Korean chunks costs a
+    fraction of one call each.
+    """
+    out = [None if _HANGUL.search(t) else bigram_tokens(t) for t in texts]
+    korean = [i for i, tokens in enumerate(out) if tokens is None]
+    if korean:
+        with _KIWI_LOCK:
+            analysed = list(_kiwi().tokenize([texts[i] for i in korean]))
+        for i, morphs in zip(korean, analysed, strict=True):
+            out[i] = _content(morphs)
+    return [tokens if tokens is not None else [] for tokens in out]
+
+
+def _content(morphs: Iterable[Any]) -> list[str]:
+    """Tokens of kiwipiepy morphemes: content morphemes, and each compound of adjacent ones."""
     out: list[str] = []
     run: list[Any] = []  # adjacent compound-forming morphemes with no gap between them
 
@@ -146,6 +171,14 @@ def make_tokenizer(name: str) -> Tokenizer:
     if name not in table:
         raise ConfigError(f"unknown lexical tokenizer {name!r}; known: {', '.join(TOKENIZERS)}")
     return table[name]
+
+
+def make_batch_tokenizer(name: str) -> BatchTokenizer:
+    """The tokeniser called ``name`` over many texts (the same tokens as :func:`make_tokenizer`'s, text by text)."""
+    if name == "kiwi":
+        return kiwi_tokens_many
+    one = make_tokenizer(name)
+    return lambda texts: [one(t) for t in texts]
 
 
 def lexical_text(chunk: Chunk) -> str:
@@ -185,17 +218,23 @@ STOP_BIGRAMS = _wordset(
 )
 _SENTENCE_WORD = re.compile(r"\w+", re.UNICODE)
 _CJK_RUN = re.compile(r"[\uac00-\ud7a3\u3040-\u30ff\u4e00-\u9fff]{2,}")
+_CJK_RUN_1 = re.compile(r"[\uac00-\ud7a3\u3040-\u30ff\u4e00-\u9fff]")
+_NON_CJK = re.compile(r"[^\W_\uac00-\ud7a3\u3040-\u30ff\u4e00-\u9fff]+")
 
 
 def sentence_terms(text: str) -> tuple[frozenset[str], frozenset[str]]:
     """Word tokens (stopwords, question words, lone digits dropped; plurals folded) and CJK bigrams of ``text``."""
     words = set()
     for raw in _SENTENCE_WORD.findall(text.lower()):
-        if raw in STOPWORDS or raw in QUESTION_WORDS or raw in STOPWORDS_KO or (raw.isdigit() and len(raw) == 1):
-            continue
-        if raw.isascii() and len(raw) < 2:
-            continue
-        words.add(fold(raw))
+        # A word written into Korean ("cctv의", "2024년까지", "제127조"): its Latin and digit runs are words
+        # of their own, since the whole never recurs as written and the bigrams below only see the Hangul.
+        parts = [raw, *_NON_CJK.findall(raw)] if _CJK_RUN_1.search(raw) else [raw]
+        for part in parts:
+            if part in STOPWORDS or part in QUESTION_WORDS or part in STOPWORDS_KO:
+                continue
+            if (part.isdigit() and len(part) == 1) or (part.isascii() and len(part) < 2):
+                continue
+            words.add(fold(part))
     bigrams = set()
     for run in _CJK_RUN.findall(text):
         for i in range(len(run) - 1):
@@ -203,3 +242,20 @@ def sentence_terms(text: str) -> tuple[frozenset[str], frozenset[str]]:
             if bg not in STOP_BIGRAMS:
                 bigrams.add(bg)
     return frozenset(words), frozenset(bigrams)
+
+
+def question_terms(text: str, morphemes: bool = True) -> tuple[frozenset[str], frozenset[str]]:
+    """:func:`sentence_terms` of a question, its Korean bigrams limited to its content morphemes.
+
+    With ``morphemes``, a Hangul question keeps only the bigrams that lie inside its content morphemes
+    (kiwipiepy), so particles, endings and question words (``것으로``, ``얼마나``, ``예상하는가``) do not
+    outweigh the nouns a sentence must share. A question whose morphemes give no bigram keeps them all.
+    """
+    words, bigrams = sentence_terms(text)
+    if not morphemes or not has_hangul(text):
+        return words, bigrams
+    inside: set[str] = set()
+    for token in kiwi_tokens(text):
+        for run in _CJK_RUN.findall(token):
+            inside.update(run[i : i + 2] for i in range(len(run) - 1))
+    return words, (bigrams & inside) or bigrams

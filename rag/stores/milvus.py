@@ -28,7 +28,7 @@ import numpy as np
 from rag.errors import ConfigError, InvalidRequest, RagError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from rag.lexical.fusion import fuse_lexical
 from rag.lexical.index import BM25_B, BM25_K1
-from rag.lexical.tokens import bigram_tokens, hangul_fusion, lexical_text, make_tokenizer
+from rag.lexical.tokens import bigram_tokens, hangul_fusion, lexical_text, make_batch_tokenizer, make_tokenizer
 from rag.stores import lock
 from rag.stores.common import (
     batched,
@@ -240,6 +240,7 @@ class MilvusStore:
         self._uri = uri
         self._tokenizer_name = tokenizer
         self._tokenize = make_tokenizer(tokenizer)
+        self._tokenize_many = make_batch_tokenizer(tokenizer)
         # False for a collection made before the ``lex`` field: BM25 then reads raw text.
         self._has_lex = True
         # True for a kiwi collection with the ``lex_bigram`` field (Korean queries fuse both rankings).
@@ -404,9 +405,12 @@ class MilvusStore:
                 recorded,
             )
             self._tokenize = make_tokenizer(recorded)
+            self._tokenize_many = make_batch_tokenizer(recorded)
 
-    def _lex_of(self, chunk: Chunk) -> str | None:
-        return _lex(self._tokenize(lexical_text(chunk))) if self._has_lex else None
+    def _lex_of(self, chunks: Sequence[Chunk]) -> list[str | None]:
+        if not self._has_lex:
+            return [None] * len(chunks)
+        return [_lex(tokens) for tokens in self._tokenize_many([lexical_text(c) for c in chunks])]
 
     def _lex_bigram_of(self, chunk: Chunk) -> str | None:
         return _lex(bigram_tokens(lexical_text(chunk))) if self._has_bigram else None
@@ -415,7 +419,8 @@ class MilvusStore:
         """Insert or replace chunks by id; texts over the field limit are refused, never cut."""
         client = self._opened()
         arr = validate_batch(chunks, vectors, self._dim)
-        rows = [_row(c, v, self._lex_of(c), self._lex_bigram_of(c)) for c, v in zip(chunks, arr, strict=True)]
+        lex = self._lex_of(chunks)
+        rows = [_row(c, v, lx, self._lex_bigram_of(c)) for c, v, lx in zip(chunks, arr, lex, strict=True)]
         for part in _upsert_batches(rows):
             await self._call(client.upsert, self._name, part)
 

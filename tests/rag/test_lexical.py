@@ -139,3 +139,31 @@ def test_kiwi_index_fuses_morphemes_with_bigrams_for_korean_queries():
     english = LexicalIndex("kiwi")
     english.upsert([chunk(0, "GPU policy"), chunk(1, "cafeteria hours")])
     assert english.search("GPU", 2)[0].score > 0.1
+
+
+def test_a_batch_tokenises_as_text_by_text_for_every_tokenizer():
+    from rag.lexical.tokens import make_batch_tokenizer
+
+    texts = [
+        "지방은행의 1,000억원 대출은 3월까지 이월됩니다.",
+        "GPU jobs may run for 72 hours.",
+        "",
+        "직원은 매년 25일의 유급 휴가를 받습니다. Unused days carry over.",
+        "東京の天気",
+        "휴가",
+    ]
+    for name in ("word", "bigram", "kiwi"):
+        assert make_batch_tokenizer(name)(texts) == [make_tokenizer(name)(t) for t in texts], name
+    assert make_batch_tokenizer("kiwi")([]) == []
+
+
+def test_the_gate_token_cache_drops_the_least_recently_used_text():
+    from rag.retrieval import TokenCache
+
+    calls: list[list[str]] = []
+    cache = TokenCache(lambda texts: calls.append(list(texts)) or [t.split() for t in texts], size=2)
+    cache.fill(["a b", "c d", "a b"])
+    assert calls == [["a b", "c d"]]  # one batch, each distinct text once
+    assert cache.get("a b") == frozenset({"a", "b"}) and len(calls) == 1
+    cache.fill(["e f"])  # "c d" was used least recently
+    assert cache.missing(["a b", "c d", "e f"]) == ["c d"]

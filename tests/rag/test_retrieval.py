@@ -84,8 +84,9 @@ async def test_the_gate_tokenises_each_chunk_once_and_decides_as_without_the_cac
     settings = RetrievalSettings(tokenizer="kiwi", min_score=2.0, min_lexical_coverage=0.5)  # lexical gate only
     retriever = Retriever(store, embedder, settings)
     seen: list[str] = []
-    tokenize = retriever.tokenize
+    tokenize, tokenize_many = retriever.tokenize, retriever.tokenize_many
     retriever.tokenize = lambda text: seen.append(text) or tokenize(text)
+    retriever.tokenize_many = lambda texts: seen.extend(texts) or tokenize_many(texts)
     queries = ["GPU 작업의 최대 실행 시간은?", "팀의 GPU 할당량은?", "GPU 작업의 최대 실행 시간은?", "GPU jobs hours"]
     for query in queries:
         ranked = await retriever.rank(query)
@@ -187,3 +188,29 @@ def test_a_text_links_a_title_only_as_the_title_is_written():
     named, linked = title_rankings("When did the apollo program test run?", fused, top=2)
     assert [h.chunk.id for h in named] == ["c0", "c1"]  # the query may name a title in any case
     assert [h.chunk.id for h in linked] == ["c4"]  # "oxygen" and "in force" are common words, not names
+
+
+async def test_a_query_searched_by_bm25_alone_is_gated_by_min_lexical_coverage_alone():
+    from rag.lexical.tokens import coverage, lexical_text
+
+    store = MemoryStore("docs")
+    embedder = HashingEmbedder(64)
+    await store.open(embedder.info, create=True)
+    texts = ["GPU 작업은 최대 72시간 동안 실행할 수 있습니다.", "구내식당은 여덟 시에 문을 엽니다."]
+    chunks = [Chunk(id=f"c{i}", text=t, source=f"s{i}", index=i) for i, t in enumerate(texts)]
+    await store.upsert(chunks, await embedder.embed_documents(texts))
+    query = "GPU 작업의 대기열과 할당량은?"
+
+    async def kept(**gate: object) -> list[str]:
+        retriever = Retriever(store, embedder, RetrievalSettings(tokenizer="kiwi", min_score=2.0, **gate))
+        return [h.chunk.text for h in await retriever.search(query, 2)]
+
+    probe = Retriever(store, embedder, RetrievalSettings(tokenizer="kiwi"))
+    share = coverage(probe.tokenize(query), probe.tokenize(lexical_text(chunks[0])))
+    assert 0 < share < 1
+    # BM25 alone (mode=lexical): only min_lexical_coverage_alone counts.
+    assert await kept(mode="lexical", min_lexical_coverage=1.0, min_lexical_coverage_alone=share) == [texts[0]]
+    assert await kept(mode="lexical", min_lexical_coverage=0.0, min_lexical_coverage_alone=share + 0.01) == []
+    # Dense + BM25 (hybrid, the hashing embedder reads every language): only min_lexical_coverage counts.
+    assert await kept(min_lexical_coverage=share, min_lexical_coverage_alone=1.0) == [texts[0]]
+    assert await kept(min_lexical_coverage=share + 0.01, min_lexical_coverage_alone=0.0) == []

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rag.chat.extractive import ExtractiveChat, answer, split_sentences
+from rag.chat.extractive import NOT_FOUND, ExtractiveChat, answer, split_sentences
 from rag.config import Settings
 from rag.registry import make_chat
 from rag.types import ChatRequest, Chunk, GenParams, Message, ScoredChunk
@@ -206,3 +206,28 @@ def test_rows_of_a_docx_table_are_named_by_its_first_row_and_korean_rows_are_quo
         "부서: 정보보안팀; 담당 업무: 보안 사고 신고; 연락처: 내선 2119",
     ]
     assert "내선 2119 [1]" in answer("보안 사고는 어느 번호로 신고하나요?", sources((chunk,)))
+
+
+def test_a_korean_question_weighs_the_bigrams_of_its_content_morphemes_only():
+    from rag.lexical.tokens import question_terms
+
+    question = "앞으로 교체되어질 CCTV의 수는 얼마나 되며, 이것이 관제의 범위에 어떤 영향을 미칠 것으로 예상하는가?"
+    words, plain = question_terms(question, morphemes=False)
+    _, content = question_terms(question)
+    assert {"교체", "관제", "범위", "영향", "예상"} <= content < plain
+    assert not content & {"것으", "는가", "상하", "체되", "어질", "향을"} and {"것으", "는가", "체되"} <= plain
+    assert {"cctv", "cctv의"} <= words  # the Latin part of a word written into Korean is a word too
+    assert question_terms("휴가", morphemes=True) == question_terms("휴가", morphemes=False)
+    assert question_terms("Who won the 1998 World Cup?") == question_terms("Who won the 1998 World Cup?", False)
+
+
+def test_question_terms_no_sentence_holds_do_not_keep_a_matching_sentence_out():
+    turbine = (
+        "A steam turbine consists of one or more rotors mounted on a drive shaft. The rotors have blades at the outer "
+        "edge. The stator redirects the steam onto the next rotor stage. A turbine rotor turns one way only. Steam "
+        "acts upon these blades. A condenser provides a vacuum. Turbines are efficient at high speed.",
+    )
+    # "another" and "term" occur nowhere: counted, they left "rotor" (in 4 of 7 sentences) under the floor.
+    text = answer("What is another term for rotors?", sources(turbine))
+    assert text.startswith("A steam turbine consists of one or more rotors mounted on a drive shaft [1].")
+    assert answer("What is another term for quasars?", sources(turbine)) == NOT_FOUND["en"]
