@@ -22,6 +22,8 @@ analyser costs milliseconds per chunk; the same chunks come back query after que
 
 Diversity: among the k, one document holds at most ``max_chunks_per_source`` chunks while other
 documents also pass the gate (``rag.context.cap_per_source``), so one huge file cannot fill the top-k.
+Where a document filled its share and places are still open, the store is asked once more without that
+document (``Filter.exclude_sources``): its chunks may have taken every candidate place of both retrievers.
 """
 
 from __future__ import annotations
@@ -270,6 +272,25 @@ class Retriever:
         per_source = self.settings.max_chunks_per_source
         out: list[ScoredChunk] = []
         counts: dict[str, int] = {}
+        admitted = await self._scan(ranked, k, per_source, out, counts)
+        full = sorted(s for s, n in counts.items() if n >= per_source) if per_source > 0 else []
+        if full and admitted < k:
+            # A document filled its share and places are still open: its chunks may have crowded the
+            # other documents out of the candidates altogether (one huge generated reference among small
+            # pages), so the store is asked again without it.
+            base = flt or Filter()
+            again = replace(base, exclude_sources=tuple(sorted({*base.exclude_sources, *full})))
+            more = await self.rank(query, again, max(k, self.settings.candidates))
+            await self._scan(more, k - admitted, per_source, out, counts)
+        return cap_per_source(out, k, per_source)
+
+    async def _scan(
+        self, ranked: Ranked, k: int, per_source: int, out: list[ScoredChunk], counts: dict[str, int]
+    ) -> int:
+        """Append relevant candidates to ``out`` until ``k`` fit within the cap; returns how many did.
+
+        ``counts`` holds each document's chunks in ``out`` (shared by a second look).
+        """
         admitted = 0
         # Fused order already puts relevant chunks first; past a few times k the gate (which tokenises
         # each chunk) would only spend time on chunks that cannot matter, except where one document has
@@ -291,7 +312,7 @@ class Retriever:
                 admitted += per_source <= 0 or counts[source] <= per_source
                 if admitted == k:
                     break
-        return cap_per_source(out, k, per_source)
+        return admitted
 
 
 async def _none() -> list[ScoredChunk]:

@@ -45,12 +45,14 @@ class ScoredChunk:
 class Filter:
     """Restricts a search. ``groups`` is the caller's ACL: a chunk matches if it shares any group.
 
-    ``None`` means "no restriction"; an empty ``groups`` tuple matches nothing.
+    ``None`` means "no restriction"; an empty ``groups`` tuple matches nothing. ``exclude_sources`` leaves
+    the chunks of these documents out (retrieval's second look past a document that filled its share).
     """
 
     groups: tuple[str, ...] | None = None
     sources: tuple[str, ...] | None = None
     where: Mapping[str, str | int] = field(default_factory=dict)
+    exclude_sources: tuple[str, ...] = ()
 
 
 # ``page`` is the one integer field a filter may name; the others are strings. Pages count from 1;
@@ -83,6 +85,8 @@ def validate_filter(flt: Filter | None) -> None:
         raise InvalidRequest("filter groups must be a tuple of group names, not a string", param="groups")
     if flt.sources is not None and isinstance(flt.sources, str):
         raise InvalidRequest("filter sources must be a tuple of source names, not a string", param="sources")
+    if isinstance(flt.exclude_sources, str):
+        raise InvalidRequest("filter exclude_sources must be a tuple of source names", param="exclude_sources")
 
 
 def matches_nothing(flt: Filter | None) -> bool:
@@ -97,6 +101,8 @@ def matches(chunk: Chunk, flt: Filter | None) -> bool:
     if flt.groups is not None and not set(flt.groups) & set(chunk.groups):
         return False
     if flt.sources is not None and chunk.source not in flt.sources:
+        return False
+    if chunk.source in flt.exclude_sources:
         return False
     return all(getattr(chunk, key) == value for key, value in flt.where.items())
 

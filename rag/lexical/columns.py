@@ -76,6 +76,8 @@ class Columns:
             out &= self._groups.where(admit, n) if len(admit) else False
         if flt.sources is not None:
             out &= self._admit("source", set(flt.sources), n)
+        if flt.exclude_sources:
+            out &= ~self._admit("source", set(flt.exclude_sources), n)
         for key, value in flt.where.items():
             if key == "page":
                 out &= self._page[:n] == value

@@ -255,7 +255,7 @@ class LexicalIndex:
 
     def _mask(self, flt: Filter, n: int) -> np.ndarray:
         """Which slots the filter admits; cached per filter until the next change (callers' ACLs repeat)."""
-        key = (flt.groups, flt.sources, tuple(sorted(flt.where.items())))
+        key = (flt.groups, flt.sources, tuple(sorted(flt.where.items())), flt.exclude_sources)
         mask = self._masks.get(key)
         if mask is None or len(mask) != n:
             mask = self._columns.mask(flt, n)

@@ -68,6 +68,8 @@ def _where(flt: Filter | None) -> dict[str, Any] | None:
         clauses.append(ors[0] if len(ors) == 1 else {"$or": ors})
     if flt.sources is not None:
         clauses.append({"source": {"$in": list(flt.sources)}})
+    if flt.exclude_sources:
+        clauses.append({"source": {"$nin": list(flt.exclude_sources)}})
     clauses.extend({key: {"$eq": value}} for key, value in flt.where.items())
     if not clauses:
         return None

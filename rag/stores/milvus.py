@@ -111,6 +111,8 @@ def _expr(flt: Filter | None) -> str:
         clauses.append(f"ARRAY_CONTAINS_ANY(groups, {_list(flt.groups)})")
     if flt.sources is not None:
         clauses.append(f"source in {_list(flt.sources)}")
+    if flt.exclude_sources:
+        clauses.append(f"source not in {_list(flt.exclude_sources)}")
     for key, value in flt.where.items():
         clause = f"{key} == {_literal(value)}"
         if key == "page":

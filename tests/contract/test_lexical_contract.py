@@ -48,6 +48,17 @@ async def test_search_text_leaves_out_chunks_sharing_no_term(new_store):
     assert await store.search_text("zebrafish aquarium", 5) == []
 
 
+async def test_search_text_leaves_excluded_sources_out_inside_the_query(new_store):
+    store = new_store()
+    await store.open(INFO, create=True)
+    crowd = [make_chunk(f"quota quota quota field {i}", index=i, source="file:///ref.md") for i in range(60)]
+    page = make_chunk("The GPU quota of a team is 16 GPUs.", index=0, source="file:///quota.md")
+    await store.upsert([*crowd, page], unit_vectors(61, DIM, seed=3))
+    assert page.id not in [h.chunk.id for h in await store.search_text("quota", 5)]
+    hits = await store.search_text("quota", 5, Filter(exclude_sources=("file:///ref.md",)))
+    assert [h.chunk.id for h in hits] == [page.id]
+
+
 async def test_korean_query_meets_a_different_particle_through_character_bigrams(new_store):
     store, chunks = await filled(new_store)
     hits = await store.search_text("휴가를 신청하려면?", 2)

@@ -207,6 +207,19 @@ async def test_sources_filter_keeps_only_the_named_sources(new_store):
     assert await store.count(Filter(sources=("file:///a.md", 'file:///b "x".md'))) == 8
 
 
+async def test_exclude_sources_leaves_the_named_documents_out(new_store):
+    store = await opened(new_store)
+    a, va = corpus(4, source="file:///a.md")
+    b, vb = corpus(4, seed=2, source='file:///b "x".md')
+    c, vc = corpus(4, seed=3, source="file:///c.md")
+    await store.upsert(a + b + c, np.vstack([va, vb, vc]))
+    hits = await store.search(va[0], 12, Filter(exclude_sources=("file:///a.md", 'file:///b "x".md')))
+    assert {h.chunk.source for h in hits} == {"file:///c.md"} and len(hits) == 4
+    assert await store.count(Filter(exclude_sources=("file:///a.md",))) == 8
+    both = Filter(groups=("public",), sources=("file:///a.md", "file:///c.md"), exclude_sources=("file:///a.md",))
+    assert await store.count(both) == 4
+
+
 async def test_where_filter_on_title_and_page(new_store):
     store = await opened(new_store)
     chunks = [

@@ -214,3 +214,25 @@ async def test_a_query_searched_by_bm25_alone_is_gated_by_min_lexical_coverage_a
     # Dense + BM25 (hybrid, the hashing embedder reads every language): only min_lexical_coverage counts.
     assert await kept(min_lexical_coverage=share, min_lexical_coverage_alone=1.0) == [texts[0]]
     assert await kept(min_lexical_coverage=share + 0.01, min_lexical_coverage_alone=0.0) == []
+
+
+async def test_a_document_crowded_out_of_every_candidate_place_is_found_by_a_second_look():
+    store = MemoryStore("docs")
+    embedder = HashingEmbedder(64)
+    await store.open(embedder.info, create=True)
+    crowd = [f"What is the GPU quota of a team? The quota field {i} of the quota API." for i in range(80)]
+    page = "Each team gets 16 A100 GPUs as its GPU quota."
+    texts = [*crowd, page]
+    sources = ["file:///reference.md"] * len(crowd) + ["file:///quota.md"]
+    chunks = [Chunk(id=f"c{i}", text=t, source=s, index=i) for i, (t, s) in enumerate(zip(texts, sources))]
+    await store.upsert(chunks, await embedder.embed_documents(texts))
+    settings = RetrievalSettings(candidates=10, max_chunks_per_source=3, min_score=0.0, min_lexical_coverage=0.0)
+    retriever = Retriever(store, embedder, settings)
+    query = "What is the GPU quota of a team?"
+    assert "c80" not in [h.chunk.id for h in (await retriever.rank(query)).hits]  # not among the candidates
+    hits = await retriever.search(query, 5)
+    assert "c80" in [h.chunk.id for h in hits]
+    assert sum(h.chunk.source == "file:///reference.md" for h in hits) == 4  # 3 + one more place left open
+    # No document capped (cap 0): one look, the reference fills the k.
+    uncapped = Retriever(store, embedder, settings.model_copy(update={"max_chunks_per_source": 0}))
+    assert {h.chunk.source for h in await uncapped.search(query, 5)} == {"file:///reference.md"}
