@@ -216,7 +216,7 @@ class Retriever:
 
     async def _prefetch(self, ranked: Ranked, hits: Sequence[ScoredChunk]) -> None:
         """Tokenise, in one batch off the event loop, the hits the gate will judge on coverage alone."""
-        texts = [lexical_text(h.chunk) for h in hits if ranked.dense.get(h.chunk.id, -1.0) < self.settings.min_score]
+        texts = [lexical_text(h.chunk) for h in hits if not self._dense_passes(ranked, h)]
         if self._tokens.missing(texts):
             await asyncio.to_thread(self._tokens.fill, texts)
 
@@ -256,10 +256,14 @@ class Retriever:
         order = sorted(range(len(head)), key=lambda i: -scores[i])
         return [replace(head[i], score=float(scores[i])) for i in order] + fused[len(head) :]
 
+    def _dense_passes(self, ranked: Ranked, hit: ScoredChunk) -> bool:
+        """Whether a chunk passes the gate on dense similarity (it was in the dense ranking, at ``min_score``)."""
+        sim = ranked.dense.get(hit.chunk.id)
+        return sim is not None and sim >= self.settings.min_score
+
     def relevant(self, ranked: Ranked, hit: ScoredChunk) -> bool:
         """Whether a fused chunk passes the gate (dense similarity or lexical coverage)."""
-        sim = ranked.dense.get(hit.chunk.id)
-        if sim is not None and sim >= self.settings.min_score:
+        if self._dense_passes(ranked, hit):
             return True
         cfg = self.settings
         floor = cfg.min_lexical_coverage if ranked.route.dense_weight > 0 else cfg.min_lexical_coverage_alone
