@@ -224,7 +224,7 @@ async def test_a_document_crowded_out_of_every_candidate_place_is_found_by_a_sec
     page = "Each team gets 16 A100 GPUs as its GPU quota."
     texts = [*crowd, page]
     sources = ["file:///reference.md"] * len(crowd) + ["file:///quota.md"]
-    chunks = [Chunk(id=f"c{i}", text=t, source=s, index=i) for i, (t, s) in enumerate(zip(texts, sources))]
+    chunks = [Chunk(id=f"c{i}", text=t, source=s, index=i) for i, (t, s) in enumerate(zip(texts, sources, strict=True))]
     await store.upsert(chunks, await embedder.embed_documents(texts))
     settings = RetrievalSettings(candidates=10, max_chunks_per_source=3, min_score=0.0, min_lexical_coverage=0.0)
     retriever = Retriever(store, embedder, settings)
