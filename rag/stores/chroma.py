@@ -51,6 +51,14 @@ _HNSW = {"space": "cosine", "ef_construction": 200, "ef_search": 200, "max_neigh
 _PAGE = 1000
 # Extra lexical candidates read so that hits dropped by the freshness check rarely shorten the top-k.
 _VERIFY_MARGIN = 10
+# A filtered dense search first asks for this many times k nearest chunks with no ``where`` and filters them
+# here: Chroma evaluates a ``where`` over every chunk it admits before the vector search (250 ms at 100k
+# chunks for an ACL that admits them all, 60 ms for one admitting 1 %; 12 ms unfiltered). When fewer than k
+# pass, the filter is narrow: the search is asked again with the ``where``, and that filter goes straight
+# to it for the next ``_NARROW_S`` seconds.
+_OVERFETCH = 3
+_NARROW_S = 60.0
+_NARROW_MAX = 256
 
 
 def _similarity(distance: float) -> float:
@@ -127,6 +135,7 @@ class ChromaStore:
         self._col: Any = None
         self._dim = 0
         self._max_batch = 1000
+        self._narrow: dict[str, float] = {}  # repr(where) -> when a post-filtered search last fell short
 
     @property
     def name(self) -> str:
@@ -324,20 +333,32 @@ class ChromaStore:
         return len(ids)
 
     async def search(self, vector: np.ndarray, k: int, flt: Filter | None = None) -> list[ScoredChunk]:
-        """Nearest chunks by cosine similarity; the filter is part of the Chroma query."""
+        """Nearest chunks by cosine similarity under the filter (applied after the search when it is broad)."""
         col = self._opened()
         validate_k(k)
         validate_filter(flt)
         query = validate_query(vector, self._dim)
         if matches_nothing(flt):
             return []
-        res = await self._call(
-            col.query,
-            query_embeddings=[query],
-            n_results=k,
-            where=_where(flt),
-            include=["documents", "metadatas", "distances"],
-        )
+        where = _where(flt)
+        key = repr(where)
+        if where is not None and time.monotonic() - self._narrow.get(key, -_NARROW_S) >= _NARROW_S:
+            # Nearest first with no where, then the filter here: the k nearest that pass are the k nearest
+            # admitted chunks whenever k of them are among the k x _OVERFETCH nearest of all.
+            passed = [s for s in await self._query(col, query, k * _OVERFETCH, None) if matches(s.chunk, flt)]
+            if len(passed) >= k:
+                self._narrow.pop(key, None)
+                return passed[:k]
+            self._narrow.pop(key, None)
+            self._narrow[key] = time.monotonic()
+            while len(self._narrow) > _NARROW_MAX:
+                del self._narrow[next(iter(self._narrow))]
+        return await self._query(col, query, k, where)
+
+    async def _query(self, col: Any, query: np.ndarray, n: int, where: dict[str, Any] | None) -> list[ScoredChunk]:
+        """Chroma's ``n`` nearest chunks under ``where``, best first."""
+        include = ["documents", "metadatas", "distances"]
+        res = await self._call(col.query, query_embeddings=[query], n_results=n, where=where, include=include)
         hits = zip(res["ids"][0], res["documents"][0], res["metadatas"][0], res["distances"][0], strict=True)
         scored = [ScoredChunk(from_metadata(i, doc, meta), _similarity(d)) for i, doc, meta, d in hits]
         return sorted(scored, key=lambda s: -s.score)
