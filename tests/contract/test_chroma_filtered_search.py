@@ -39,9 +39,7 @@ async def test_broad_and_narrow_filters_both_give_the_exact_admitted_top_k(
     store = make_store(settings_for(url, f"c{uuid.uuid4().hex[:12]}", data_dir=tmp_path / "data"))
     await store.open(EmbedderInfo(id="hash-16", dim=DIM), create=True)
     try:
-        chunks = [
-            make_chunk(f"note {i}", source=f"file:///d{i % 7}.md", index=i, groups=_groups(i)) for i in range(N)
-        ]
+        chunks = [make_chunk(f"note {i}", source=f"file:///d{i % 7}.md", index=i, groups=_groups(i)) for i in range(N)]
         vectors = unit_vectors(N, DIM, seed=3)
         await store.upsert(chunks, vectors)
         queries = unit_vectors(6, DIM, seed=4)
