@@ -344,9 +344,14 @@ class ChromaStore:
         key = repr(where)
         if where is not None and time.monotonic() - self._narrow.get(key, -_NARROW_S) >= _NARROW_S:
             # Nearest first with no where, then the filter here: the k nearest that pass are the k nearest
-            # admitted chunks whenever k of them are among the k x _OVERFETCH nearest of all.
-            passed = [s for s in await self._query(col, query, k * _OVERFETCH, None) if matches(s.chunk, flt)]
-            if len(passed) >= k:
+            # admitted chunks whenever k of them are among the k x _OVERFETCH nearest of all. Fewer hits
+            # than asked mean a collection that small (the where costs little there) or a damaged vector
+            # index, which Chroma answers unfiltered with what it can but reports under a where: the
+            # where path then runs, so the damage is an error, not a short answer.
+            n = k * _OVERFETCH
+            hits = await self._query(col, query, n, None)
+            passed = [s for s in hits if matches(s.chunk, flt)]
+            if len(hits) == n and len(passed) >= k:
                 self._narrow.pop(key, None)
                 return passed[:k]
             self._narrow.pop(key, None)
