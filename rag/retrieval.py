@@ -16,9 +16,12 @@ Relevance gate: a fused chunk counts as relevant when its dense similarity reach
 (only where dense was used) or it holds ``min_lexical_coverage`` of the query's terms
 (``min_lexical_coverage_alone`` for a query searched by BM25 alone, where coverage is the only test and
 an inflected language loses more terms to analysis). With nothing relevant, callers get no sources and
-the answerer says it does not know. A chunk's tokens are kept in a per-retriever LRU keyed by its
-lexical text, so the gate tokenises each candidate once however often it is asked about (the Korean
-analyser costs milliseconds per chunk; the same chunks come back query after query).
+the answerer says it does not know. Where the store's lexical index keeps each chunk's tokens (memory,
+Chroma: ``rag.seams.TermCoverage``) the gate reads a candidate's coverage from them, one read for the
+candidates it scans, and analyses nothing (the Korean analyser costs milliseconds per chunk, and over a
+large corpus the candidates rarely repeat). Elsewhere (Milvus) a chunk's tokens are kept in a
+per-retriever LRU keyed by its lexical text, so the gate tokenises each candidate once however often it
+is asked about.
 
 Diversity: among the k, one document holds at most ``max_chunks_per_source`` chunks while other
 documents also pass the gate (``rag.context.cap_per_source``), so one huge file cannot fill the top-k.
@@ -33,7 +36,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
 from rag.config import RetrievalSettings
@@ -41,7 +44,7 @@ from rag.context import cap_per_source
 from rag.lang import detect_lang
 from rag.lexical.fusion import fuse
 from rag.lexical.tokens import WORD, BatchTokenizer, coverage, lexical_text, make_batch_tokenizer, make_tokenizer
-from rag.seams import Embedder, Reranker, VectorStore
+from rag.seams import Embedder, Reranker, TermCoverage, VectorStore
 from rag.stores.common import validate_k
 from rag.types import Chunk, Filter, ScoredChunk, validate_filter
 
@@ -152,6 +155,8 @@ class Ranked:
     hits: tuple[ScoredChunk, ...]
     dense: dict[str, float]
     query_tokens: tuple[str, ...]
+    # Lexical coverage of candidates, read from the store's index as the gate reaches them.
+    covered: dict[Chunk, float] = field(default_factory=dict, compare=False)
 
 
 class TokenCache:
@@ -215,8 +220,17 @@ class Retriever:
         return self._tokens.get(lexical_text(chunk))
 
     async def _prefetch(self, ranked: Ranked, hits: Sequence[ScoredChunk]) -> None:
-        """Tokenise, in one batch off the event loop, the hits the gate will judge on coverage alone."""
-        texts = [lexical_text(h.chunk) for h in hits if not self._dense_passes(ranked, h)]
+        """Prepare the coverage of the hits the gate will judge on it alone.
+
+        Read in one call from the store's lexical index where it keeps tokens; else (and for the chunks it
+        does not hold) tokenised in one batch off the event loop.
+        """
+        todo = [h.chunk for h in hits if not self._dense_passes(ranked, h) and h.chunk not in ranked.covered]
+        if todo and isinstance(self.store, TermCoverage):
+            got = await self.store.term_coverage(self.settings.tokenizer, ranked.query_tokens, todo)
+            ranked.covered.update((c, got[c.id]) for c in todo if c.id in got)
+            todo = [c for c in todo if c not in ranked.covered]
+        texts = [lexical_text(c) for c in todo]
         if self._tokens.missing(texts):
             await asyncio.to_thread(self._tokens.fill, texts)
 
@@ -267,7 +281,10 @@ class Retriever:
             return True
         cfg = self.settings
         floor = cfg.min_lexical_coverage if ranked.route.dense_weight > 0 else cfg.min_lexical_coverage_alone
-        return coverage(ranked.query_tokens, self.chunk_tokens(hit.chunk)) >= floor
+        share = ranked.covered.get(hit.chunk)
+        if share is None:
+            share = coverage(ranked.query_tokens, self.chunk_tokens(hit.chunk))
+        return share >= floor
 
     async def search(self, query: str, k: int, flt: Filter | None = None) -> list[ScoredChunk]:
         """The top-k relevant chunks, best first (fused score in [0, 1], or the reranker's)."""
@@ -296,11 +313,15 @@ class Retriever:
         ``counts`` holds each document's chunks in ``out`` (shared by a second look).
         """
         admitted = 0
-        # Fused order already puts relevant chunks first; past a few times k the gate (which tokenises
-        # each chunk) would only spend time on chunks that cannot matter, except where one document has
+        # Fused order already puts relevant chunks first; past a few times k the gate (which reads or
+        # tokenises each chunk) would only spend time on chunks that cannot matter, except where one document has
         # taken its share of the k and the others' places are still open: then the rest of the candidates
         # are scanned for chunks of other documents (one huge file can own the first few times k).
         window = max(4 * k, 20)
+        # A store that keeps tokens is read once for the whole window; the analyser works in small blocks,
+        # as the scan often ends early.
+        block = window if isinstance(self.store, TermCoverage) else GATE_BLOCK
+        ready = 0  # candidates before this one have their coverage prepared
         for i, hit in enumerate(ranked.hits):
             source = hit.chunk.source
             if i >= window:
@@ -308,8 +329,9 @@ class Retriever:
                     break  # no document was capped: the scan ends where it always does
                 if counts.get(source, 0) >= per_source:
                     continue
-            if i % GATE_BLOCK == 0:
-                await self._prefetch(ranked, ranked.hits[i : i + GATE_BLOCK])
+            if i >= ready:
+                ready = i + block
+                await self._prefetch(ranked, ranked.hits[i:ready])
             if self.relevant(ranked, hit):
                 out.append(hit)
                 counts[source] = counts.get(source, 0) + 1

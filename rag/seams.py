@@ -187,6 +187,24 @@ class Aliasing(Protocol):
 
 
 @runtime_checkable
+class TermCoverage(Protocol):
+    """A store whose lexical index keeps each chunk's analysed tokens (memory, Chroma).
+
+    The relevance gate reads a chunk's share of the query's terms from it instead of analysing the chunk again.
+    """
+
+    async def term_coverage(
+        self, tokenizer: str, query_tokens: Sequence[str], chunks: Sequence[Chunk]
+    ) -> dict[str, float]:
+        """Share of the distinct ``query_tokens`` each chunk holds, by chunk id.
+
+        Only chunks the index holds with this very text are answered; none where the index analyses with
+        another ``tokenizer``.
+        """
+        ...
+
+
+@runtime_checkable
 class LocalCompute(Protocol):
     """An embedder that computes in this process; ``cpu_bound`` when on this machine's CPU."""
 

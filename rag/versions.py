@@ -36,7 +36,7 @@ import numpy as np
 from rag.config import Settings
 from rag.errors import ConfigError
 from rag.registry import make_embedder, make_store
-from rag.seams import Embedder, LocalFiles, VectorStore
+from rag.seams import Embedder, LocalFiles, TermCoverage, VectorStore
 from rag.types import Chunk, EmbedderInfo, Filter, ScoredChunk
 
 log = logging.getLogger(__name__)
@@ -295,6 +295,13 @@ class VersionedStore:
     async def search_text(self, text: str, k: int, flt: Filter | None = None) -> list[ScoredChunk]:
         """Delegated to the live version (see the class)."""
         return await (await self._store(_USED.get())).search_text(text, k, flt)
+
+    async def term_coverage(
+        self, tokenizer: str, query_tokens: Sequence[str], chunks: Sequence[Chunk]
+    ) -> dict[str, float]:
+        """Delegated to the version searched; empty where its store keeps no tokens (``TermCoverage``)."""
+        store = await self._store(_USED.get())
+        return await store.term_coverage(tokenizer, query_tokens, chunks) if isinstance(store, TermCoverage) else {}
 
     async def get(self, ids: Sequence[str]) -> list[Chunk]:
         """Delegated to the live version (see the class)."""

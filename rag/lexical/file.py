@@ -172,6 +172,16 @@ class IndexFile:
             out.update((i, (t, b)) for i, t, b in db.execute(sql, part))
         return out
 
+    def texts_and_tokens(self, ids: Sequence[str]) -> dict[str, tuple[str, str, str, bytes]]:
+        """The title, section, text and token blob of the chunks among ``ids`` that the file holds."""
+        db = self.connect()
+        out: dict[str, tuple[str, str, str, bytes]] = {}
+        for start in range(0, len(ids), _PART):
+            part = list(ids[start : start + _PART])
+            sql = f"SELECT id, title, section, text, tokens FROM chunks WHERE id IN ({', '.join('?' * len(part))})"
+            out.update((row[0], row[1:]) for row in db.execute(sql, part))
+        return out
+
     def write(self, db: sqlite3.Connection, rows: Sequence[tuple[Chunk, bytes, bytes | None]]) -> None:
         """Upsert chunks with their token blobs (a replaced chunk keeps its row, hence its place)."""
         db.executemany(

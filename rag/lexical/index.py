@@ -253,6 +253,32 @@ class LexicalIndex:
         ]
         return scored[0] if len(scored) == 1 else fuse_lexical(scored, k)
 
+    def coverage(self, query_tokens: Sequence[str], chunks: Sequence[Chunk]) -> dict[str, float]:
+        """Share of the distinct ``query_tokens`` (this index's tokeniser) each chunk holds, by chunk id.
+
+        Read from the token ids stored for the chunk, so nothing is analysed again (the relevance gate's
+        test, :func:`rag.lexical.tokens.coverage`, without its cost). A chunk the index does not hold with
+        this very text (absent, or since rewritten by another process) is left out.
+        """
+        wanted = set(query_tokens)
+        if not chunks:
+            return {}
+        with self._lock:
+            try:
+                self._open()
+                vocab = self._file.token_ids(self._file.connect(), wanted, add=False) if wanted else {}
+                rows = self._file.texts_and_tokens([c.id for c in chunks])
+            except sqlite3.Error as e:
+                raise self._failed("reading tokens", e) from e
+        ids = np.fromiter(vocab.values(), np.int32, count=len(vocab))
+        out: dict[str, float] = {}
+        for c in chunks:
+            row = rows.get(c.id)
+            if row is not None and row[:3] == (c.title, c.section, c.text):
+                held = np.isin(ids, decode(row[3])[0], assume_unique=True).sum() if len(ids) else 0
+                out[c.id] = int(held) / len(wanted) if wanted else 0.0
+        return out
+
     def _mask(self, flt: Filter, n: int) -> np.ndarray:
         """Which slots the filter admits; cached per filter until the next change (callers' ACLs repeat)."""
         key = (flt.groups, flt.sources, tuple(sorted(flt.where.items())), flt.exclude_sources)

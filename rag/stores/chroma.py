@@ -389,6 +389,15 @@ class ChromaStore:
         }
         return [ScoredChunk(fresh[h.chunk.id], h.score) for h in ranked if h.chunk.id in fresh][:k]
 
+    async def term_coverage(
+        self, tokenizer: str, query_tokens: Sequence[str], chunks: Sequence[Chunk]
+    ) -> dict[str, float]:
+        """Each chunk's share of the query's terms, from the tokens the lexical index holds (``TermCoverage``)."""
+        self._opened()
+        if tokenizer != self._lex.tokenizer_name:
+            return {}
+        return await asyncio.to_thread(self._lex.coverage, query_tokens, chunks)
+
     async def get(self, ids: Sequence[str]) -> list[Chunk]:
         """Fetch chunks by id, in the order asked; missing ids are skipped."""
         col = self._opened()

@@ -133,6 +133,13 @@ class MemoryStore:
         validate_filter(flt)
         return col.lexical.search(text, k, flt)
 
+    async def term_coverage(
+        self, tokenizer: str, query_tokens: Sequence[str], chunks: Sequence[Chunk]
+    ) -> dict[str, float]:
+        """Each chunk's share of the query's terms, from the tokens its BM25 index holds (``TermCoverage``)."""
+        col = self._opened()
+        return col.lexical.coverage(query_tokens, chunks) if tokenizer == self._tokenizer else {}
+
     async def get(self, ids: Sequence[str]) -> list[Chunk]:
         """Fetch chunks by id, in the order asked; missing ids are skipped."""
         col = self._opened()

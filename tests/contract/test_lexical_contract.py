@@ -257,3 +257,29 @@ async def test_milvus_collection_made_before_the_lex_field_still_searches_lexica
         assert (await store.search_text("cafeteria morning", 1))[0].chunk == chunks[1]
     finally:
         await store.close()
+
+
+async def test_term_coverage_is_the_analysed_chunks_share_of_the_query_terms(new_store, backend):
+    from rag.lexical.tokens import coverage, lexical_text, make_tokenizer
+    from rag.seams import TermCoverage
+
+    store, chunks = await filled(new_store)
+    if backend.startswith("milvus"):
+        # Milvus analyses inside the server and hands no tokens back: the gate tokenises there.
+        assert not isinstance(store, TermCoverage)
+        return
+    assert isinstance(store, TermCoverage)
+    tokenize = make_tokenizer("kiwi")
+    for query in ["How long can a GPU job run?", "휴가 신청은 언제 하나요?", "zebrafish aquarium", "연구실 출입 방법"]:
+        tokens = tokenize(query)
+        got = await store.term_coverage("kiwi", tokens, chunks)
+        assert got == {c.id: coverage(tokens, tokenize(lexical_text(c))) for c in chunks}, query
+    assert any(v > 0 for v in (await store.term_coverage("kiwi", tokenize("휴가 신청"), chunks)).values())
+    # A chunk the index holds with another text (the caller's copy is newer or older), or not at all, is
+    # left to the caller; so is every chunk when the caller analyses with another tokeniser.
+    edited = replace(chunks[0], text="GPU jobs on the cluster may run for at most 24 hours.")
+    absent = make_chunk("Never stored.", index=99)
+    got = await store.term_coverage("kiwi", tokenize("GPU jobs"), [edited, absent, chunks[1]])
+    assert set(got) == {chunks[1].id}
+    assert await store.term_coverage("bigram", tokenize("GPU jobs"), chunks) == {}
+    assert await store.term_coverage("kiwi", [], chunks) == {c.id: 0.0 for c in chunks}

@@ -8,6 +8,7 @@ from rag.config import RetrievalSettings
 from rag.embedders.hashing import HashingEmbedder
 from rag.lexical.fusion import fuse as fuse_rrf
 from rag.retrieval import ALL_LANGUAGES, Retriever, embedder_languages, route
+from rag.seams import TermCoverage
 from rag.stores.memory import MemoryStore
 from rag.types import Chunk, ScoredChunk
 
@@ -100,6 +101,53 @@ async def test_the_gate_tokenises_each_chunk_once_and_decides_as_without_the_cac
     edited = Chunk(id="c2", text="GPU 작업 시간은 72시간이 최대입니다.", source="s2", index=2)
     ranked = await retriever.rank("GPU 작업의 최대 실행 시간은?")
     assert retriever.relevant(ranked, ScoredChunk(edited, 0.0))  # same id, new text: tokenised afresh
+
+
+class _WithoutTokens:
+    """A store's every call but ``term_coverage``."""
+
+    def __init__(self, store: MemoryStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str):
+        if name == "term_coverage":
+            raise AttributeError(name)
+        return getattr(self._store, name)
+
+
+async def test_the_gate_reads_coverage_from_the_stores_index_and_analyses_no_chunk():
+    from rag.lexical.tokens import coverage, lexical_text
+
+    texts = [
+        "GPU 작업은 최대 72시간 동안 실행할 수 있습니다.",
+        "GPU 할당량은 팀마다 A100 16장입니다.",
+        "구내식당은 여덟 시에 문을 엽니다.",
+        "GPU jobs may run for 72 hours.",
+        "The cafeteria opens at eight.",
+    ]
+    chunks = [Chunk(id=f"c{i}", text=t, source=f"s{i}", index=i) for i, t in enumerate(texts)]
+    queries = ["GPU 작업의 최대 실행 시간은?", "팀의 GPU 할당량은?", "GPU jobs hours", "cafeteria eight", "zebra"]
+    settings = RetrievalSettings(tokenizer="kiwi", min_score=2.0, min_lexical_coverage=0.5)  # lexical gate only
+    embedder = HashingEmbedder(64)
+    results = []
+    for reads_index in (True, False):
+        store = MemoryStore("docs")
+        await store.open(embedder.info, create=True)
+        await store.upsert(chunks, await embedder.embed_documents(texts))
+        searched = store if reads_index else _WithoutTokens(store)  # as Milvus: no tokens to read
+        assert isinstance(searched, TermCoverage) is reads_index
+        retriever = Retriever(searched, embedder, settings)  # type: ignore[arg-type]
+        analysed: list[str] = []
+        tokenize_many = retriever.tokenize_many
+        retriever.tokenize_many = lambda texts, seen=analysed, many=tokenize_many: seen.extend(texts) or many(texts)
+        found = [[h.chunk.id for h in await retriever.search(q, 3)] for q in queries]
+        for q, ids in zip(queries, found, strict=True):
+            tokens = retriever.tokenize(q)
+            passing = {c.id for c in chunks if coverage(tokens, retriever.tokenize(lexical_text(c))) >= 0.5}
+            assert set(ids) == passing if len(passing) <= 3 else set(ids) <= passing, q
+        assert (analysed == []) is reads_index, analysed  # the index is read, or each chunk analysed
+        results.append(found)
+    assert results[0] == results[1] and any(results[0])
 
 
 async def test_search_keeps_one_huge_document_from_filling_the_top_k():
