@@ -295,16 +295,22 @@ class ChromaStore:
         """Insert or replace chunks by id, in batches under Chroma's limit."""
         col = self._opened()
         arr = validate_batch(chunks, vectors, self._dim)
-        for start in range(0, len(chunks), self._max_batch):
-            part = chunks[start : start + self._max_batch]
-            await self._call(
-                col.upsert,
-                ids=[c.id for c in part],
-                embeddings=arr[start : start + len(part)],
-                documents=[c.text for c in part],
-                metadatas=[_metadata(c) for c in part],
-            )
-        self._lex.upsert(chunks)
+
+        async def write_vectors() -> None:
+            for start in range(0, len(chunks), self._max_batch):
+                part = chunks[start : start + self._max_batch]
+                await self._call(
+                    col.upsert,
+                    ids=[c.id for c in part],
+                    embeddings=arr[start : start + len(part)],
+                    documents=[c.text for c in part],
+                    metadatas=[_metadata(c) for c in part],
+                )
+
+        # The lexical index (its analyser, then one SQLite transaction) is written beside Chroma's own write,
+        # on another core. Either may fail alone: a lexical row without its Chroma chunk is never returned (a
+        # lexical hit is re-read from Chroma) and the next open reconciles the two by id.
+        await asyncio.gather(write_vectors(), asyncio.to_thread(self._lex.upsert, chunks))
         await self._mark_changed()
 
     async def delete(self, ids: Sequence[str]) -> None:

@@ -127,6 +127,21 @@ async def test_a_parse_past_its_time_limit_is_stopped_the_next_file_parsed_and_s
     assert _sources(store)[slow.as_uri()] == before
 
 
+async def test_a_deeply_nested_html_page_is_stopped_at_the_time_limit_and_a_small_page_beside_it_stored(
+    settings: Settings, tmp_path: Path
+) -> None:
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    nested = docs / "a-nested.html"
+    nested.write_bytes(b"<ul><li>" * (64 * 1024 // 8))  # BeautifulSoup's work grows with the nesting squared
+    (docs / "b-small.html").write_text("<h1>Badges</h1><p>Badges open the lab.</p>", encoding="utf-8")
+    store = MemoryStore("docs")
+    report = await ingest_source(_with(settings, parse_timeout_s=1.0), store, HashingEmbedder(64), str(docs))
+    assert "longer than the 1 s limit (parse_timeout_s)" in _failed(report, nested)
+    assert report.added == 1 and "Badges open the lab." in " ".join(c.text for c in store._opened().chunks.values())
+    assert sandbox_children() == []
+
+
 async def test_a_parser_out_of_memory_is_reported_and_replaced(settings: Settings, tmp_path: Path) -> None:
     docs = tmp_path / "docs"
     good = _good_files(docs)

@@ -6,6 +6,8 @@ import asyncio
 import time
 from pathlib import Path
 
+import pytest
+
 from ingest.sandbox import ParseLimits, Parser
 from ingest.worker import ingest_source
 from rag.config import Settings
@@ -41,7 +43,7 @@ async def test_warm_starts_the_child_ahead_and_it_imports_the_expected_formats_l
 
 async def test_warm_starts_nothing_when_every_expected_file_is_parsed_in_the_worker() -> None:
     parser = Parser(_limits())
-    parser.expect([("a.md", 100), ("b.txt", 100)])
+    parser.expect([("a.md", 100), ("b.txt", 100), ("c.html", 16 * 1024)])
     parser.warm()
     await asyncio.sleep(0.5)
     assert parser.pid is None and sandbox_children() == []
@@ -58,15 +60,28 @@ async def test_closing_while_the_child_starts_leaves_no_process_behind() -> None
 
 
 async def test_a_run_of_markdown_and_html_parses_both_and_stops_its_parser_process(
-    settings: Settings, tmp_path: Path
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a-guide.md").write_text("# Guide\n\nBackups run nightly.\n", encoding="utf-8")
     (docs / "b-page.html").write_text("<h1>Page</h1><p>Quotas reset monthly.</p>", encoding="utf-8")
+    # Past 16 KiB an HTML page goes to the parser process (a small one is parsed in the worker's thread).
+    filler = "".join(f"<p>Paragraph {i} of the long page.</p>" for i in range(600))
+    (docs / "c-long.html").write_text(f"<h1>Long</h1>{filler}<p>Badges open the lab.</p>", encoding="utf-8")
+    assert (docs / "c-long.html").stat().st_size > 16 * 1024
+    started: list[int] = []
+    child = Parser._child
+
+    async def spy(self: Parser) -> object:
+        proc = await child(self)
+        started.append(proc.pid)
+        return proc
+
+    monkeypatch.setattr(Parser, "_child", spy)
     store = MemoryStore("docs")
     report = await ingest_source(settings, store, HashingEmbedder(64), str(docs))
-    assert report.added == 2 and not report.failed
+    assert report.added == 3 and not report.failed
     texts = " ".join(c.text for c in store._opened().chunks.values())
-    assert "Backups run nightly." in texts and "Quotas reset monthly." in texts
-    assert sandbox_children() == []
+    assert "Backups run nightly." in texts and "Quotas reset monthly." in texts and "Badges open the lab." in texts
+    assert started and sandbox_children() == []
