@@ -310,7 +310,12 @@ class ChromaStore:
         # The lexical index (its analyser, then one SQLite transaction) is written beside Chroma's own write,
         # on another core. Either may fail alone: a lexical row without its Chroma chunk is never returned (a
         # lexical hit is re-read from Chroma) and the next open reconciles the two by id.
-        await asyncio.gather(write_vectors(), asyncio.to_thread(self._lex.upsert, chunks))
+        # Both are awaited before an error of either is raised, so no write is still running when the caller
+        # goes on (or closes the store).
+        lexical = asyncio.to_thread(self._lex.upsert, chunks)
+        for result in await asyncio.gather(write_vectors(), lexical, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
         await self._mark_changed()
 
     async def delete(self, ids: Sequence[str]) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from rag.config import RetrievalSettings
 from rag.embedders.hashing import HashingEmbedder
+from rag.errors import RagError
 from rag.registry import make_store
 from rag.retrieval import Retriever
 from rag.seams import VectorStore
@@ -156,6 +157,34 @@ async def test_chroma_rebuilds_a_missing_lexical_index_and_picks_up_writes_of_an
         assert (await reader.search_text("GPU", 1))[0].chunk == chunks[0]
         assert (await reader.search_text("사원증", 1))[0].chunk == chunks[4]
         await reader.close()
+
+
+async def test_a_chroma_write_that_fails_leaves_no_lexical_hit_and_the_next_open_drops_its_rows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    # The lexical index is written beside Chroma's own write, so it may hold a batch Chroma refused.
+    url = f"chroma://{tmp_path}/chroma"
+    store = make_store(settings_for(url, "docs"))
+    await store.open(INFO, create=True)
+    chunks = [make_chunk(t, index=i) for i, t in enumerate(TEXTS)]
+    await store.upsert(chunks[:3], unit_vectors(3, DIM, seed=1))
+    collection = type(store._opened())  # type: ignore[attr-defined]
+
+    def refuse(self: object, **kwargs: object) -> None:
+        raise RuntimeError("disk full")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(collection, "upsert", refuse)
+        with pytest.raises(RagError, match="disk full"):
+            await store.upsert(chunks[3:], unit_vectors(2, DIM, seed=2))
+    assert await store.search_text("사원증", 5) == []  # the refused chunk is not returned
+    assert (await store.search_text("GPU", 1))[0].chunk == chunks[0]
+    await store.close()
+    reopened = make_store(settings_for(url, "docs"))
+    await reopened.open(INFO, create=False)
+    assert reopened._lex.ids() == {c.id for c in chunks[:3]}  # type: ignore[attr-defined]
+    assert await reopened.search_text("사원증", 5) == []
+    await reopened.close()
 
 
 async def test_chroma_converts_a_json_lexical_index_of_the_previous_version(tmp_path: Path, caplog):
