@@ -16,12 +16,12 @@ Relevance gate: a fused chunk counts as relevant when its dense similarity reach
 (only where dense was used) or it holds ``min_lexical_coverage`` of the query's terms
 (``min_lexical_coverage_alone`` for a query searched by BM25 alone, where coverage is the only test and
 an inflected language loses more terms to analysis). With nothing relevant, callers get no sources and
-the answerer says it does not know. Where the store's lexical index keeps each chunk's tokens (memory,
-Chroma: ``rag.seams.TermCoverage``) the gate reads a candidate's coverage from them, one read for the
-candidates it scans, and analyses nothing (the Korean analyser costs milliseconds per chunk, and over a
-large corpus the candidates rarely repeat). Elsewhere (Milvus) a chunk's tokens are kept in a
-per-retriever LRU keyed by its lexical text, so the gate tokenises each candidate once however often it
-is asked about.
+the answerer says it does not know. Where the store keeps each chunk's analysed tokens (the BM25 index
+beside memory and Chroma, Milvus's ``lex`` field: ``rag.seams.TermCoverage``) the gate reads a candidate's
+coverage from them, one read for the candidates it scans, and analyses nothing (the Korean analyser costs
+milliseconds per chunk, and over a large corpus the candidates rarely repeat). A chunk the store cannot
+answer for (another store, a text changed since) is analysed here, its tokens kept in a per-retriever LRU
+keyed by its lexical text, so the gate tokenises it once however often it is asked about.
 
 Diversity: among the k, one document holds at most ``max_chunks_per_source`` chunks while other
 documents also pass the gate (``rag.context.cap_per_source``), so one huge file cannot fill the top-k.

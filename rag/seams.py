@@ -188,7 +188,7 @@ class Aliasing(Protocol):
 
 @runtime_checkable
 class TermCoverage(Protocol):
-    """A store whose lexical index keeps each chunk's analysed tokens (memory, Chroma).
+    """A store that keeps each chunk's analysed tokens (memory and Chroma's BM25 index, Milvus's ``lex`` field).
 
     The relevance gate reads a chunk's share of the query's terms from it instead of analysing the chunk again.
     """

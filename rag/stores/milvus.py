@@ -247,6 +247,7 @@ class MilvusStore:
         self._has_lex = True
         # True for a kiwi collection with the ``lex_bigram`` field (Korean queries fuse both rankings).
         self._has_bigram = tokenizer == "kiwi"
+        self._lex_tokenizer = tokenizer  # what the collection's ``lex`` field was analysed with
         self._lite = uri.endswith(".db")
         self._name = collection
         self._token = token
@@ -408,6 +409,7 @@ class MilvusStore:
             )
             self._tokenize = make_tokenizer(recorded)
             self._tokenize_many = make_batch_tokenizer(recorded)
+        self._lex_tokenizer = recorded
 
     def _lex_of(self, chunks: Sequence[Chunk]) -> list[str | None]:
         if not self._has_lex:
@@ -497,6 +499,33 @@ class MilvusStore:
         )
         scored = [ScoredChunk(_chunk(hit["entity"]), _bm25(hit)) for hit in res[0]]
         return sorted((s for s in scored if s.score > 0), key=lambda s: -s.score)
+
+    async def term_coverage(
+        self, tokenizer: str, query_tokens: Sequence[str], chunks: Sequence[Chunk]
+    ) -> dict[str, float]:
+        """Each chunk's share of the query's terms, from its ``lex`` field: the tokens BM25 indexed (``TermCoverage``).
+
+        One query by id for the chunks asked. A chunk stored with another text, or whose tokens may have been
+        cut at the field's limit, is left to the caller (who analyses it).
+        """
+        client = self._opened()
+        if not self._has_lex or tokenizer != self._lex_tokenizer or not chunks:
+            return {}
+        wanted = set(query_tokens)
+        asked = {c.id: c for c in chunks}
+        fields = ["id", "title", "section", "text", "lex"]
+        out: dict[str, float] = {}
+        for part in batched(list(asked), _SLICE):
+            rows = await self._call(client.query, self._name, filter=f"id in {_list(part)}", output_fields=fields)
+            for r in rows:
+                c = asked.get(str(r["id"]))
+                lex = str(r.get("lex") or "")
+                if c is None or (r["title"], r["section"], r["text"]) != (c.title, c.section, c.text):
+                    continue
+                if len(lex) * 4 > _VARCHAR["lex"] and len(lex.encode("utf-8")) > _VARCHAR["lex"] - 256:
+                    continue  # near the limit: _lex may have cut the tokens
+                out[c.id] = len(wanted & set(lex.split(" "))) / len(wanted) if wanted else 0.0
+        return out
 
     async def get(self, ids: Sequence[str]) -> list[Chunk]:
         """Fetch chunks by id, in the order asked; missing ids are skipped."""

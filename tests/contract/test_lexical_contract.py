@@ -288,15 +288,11 @@ async def test_milvus_collection_made_before_the_lex_field_still_searches_lexica
         await store.close()
 
 
-async def test_term_coverage_is_the_analysed_chunks_share_of_the_query_terms(new_store, backend):
+async def test_term_coverage_is_the_analysed_chunks_share_of_the_query_terms(new_store):
     from rag.lexical.tokens import coverage, lexical_text, make_tokenizer
     from rag.seams import TermCoverage
 
     store, chunks = await filled(new_store)
-    if backend.startswith("milvus"):
-        # Milvus analyses inside the server and hands no tokens back: the gate tokenises there.
-        assert not isinstance(store, TermCoverage)
-        return
     assert isinstance(store, TermCoverage)
     tokenize = make_tokenizer("kiwi")
     for query in ["How long can a GPU job run?", "휴가 신청은 언제 하나요?", "zebrafish aquarium", "연구실 출입 방법"]:
