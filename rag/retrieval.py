@@ -41,6 +41,7 @@ from functools import lru_cache
 
 from rag.config import RetrievalSettings
 from rag.context import cap_per_source
+from rag.errors import RagError
 from rag.lang import detect_lang
 from rag.lexical.fusion import fuse
 from rag.lexical.tokens import WORD, BatchTokenizer, coverage, lexical_text, make_batch_tokenizer, make_tokenizer
@@ -227,7 +228,11 @@ class Retriever:
         """
         todo = [h.chunk for h in hits if not self._dense_passes(ranked, h) and h.chunk not in ranked.covered]
         if todo and isinstance(self.store, TermCoverage):
-            got = await self.store.term_coverage(self.settings.tokenizer, ranked.query_tokens, todo)
+            try:
+                got = await self.store.term_coverage(self.settings.tokenizer, ranked.query_tokens, todo)
+            except RagError as e:  # the same answer comes from analysing the chunks here
+                log.warning("reading term coverage from the store failed (%s); analysing the candidates", e)
+                got = {}
             ranked.covered.update((c, got[c.id]) for c in todo if c.id in got)
             todo = [c for c in todo if c not in ranked.covered]
         texts = [lexical_text(c) for c in todo]

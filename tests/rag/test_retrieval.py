@@ -150,6 +150,27 @@ async def test_the_gate_reads_coverage_from_the_stores_index_and_analyses_no_chu
     assert results[0] == results[1] and any(results[0])
 
 
+async def test_a_store_failing_to_read_coverage_leaves_the_gate_to_analyse_the_chunks(caplog):
+    from rag.errors import UpstreamError
+
+    store = MemoryStore("docs")
+    embedder = HashingEmbedder(64)
+    await store.open(embedder.info, create=True)
+    texts = ["GPU 작업은 최대 72시간 동안 실행할 수 있습니다.", "구내식당은 여덟 시에 문을 엽니다."]
+    chunks = [Chunk(id=f"c{i}", text=t, source=f"s{i}", index=i) for i, t in enumerate(texts)]
+    await store.upsert(chunks, await embedder.embed_documents(texts))
+    settings = RetrievalSettings(tokenizer="kiwi", min_score=2.0, min_lexical_coverage=0.5)
+    expected = [h.chunk.id for h in await Retriever(store, embedder, settings).search("GPU 작업 최대 시간", 2)]
+
+    async def down(*args: object) -> dict[str, float]:
+        raise UpstreamError("store went away")
+
+    store.term_coverage = down  # type: ignore[method-assign]
+    got = [h.chunk.id for h in await Retriever(store, embedder, settings).search("GPU 작업 최대 시간", 2)]
+    assert got == expected == ["c0"]
+    assert "store went away" in caplog.text
+
+
 async def test_search_keeps_one_huge_document_from_filling_the_top_k():
     store = MemoryStore("docs")
     embedder = HashingEmbedder(64)
