@@ -55,13 +55,18 @@ def test_rrf_weights_tilt_the_order_and_zero_weight_rankings_are_ignored():
     assert [h.chunk.id for h in fuse_rrf([(0.0, a), (1.0, [hit(5)])], 10)] == ["c5"]
 
 
-async def test_irrelevant_query_gets_no_hits_through_the_gate():
+async def _store_with(texts: list[str]) -> tuple[MemoryStore, HashingEmbedder]:
+    """A memory store holding one chunk per text (ids c0, c1, ..., each its own source)."""
     store = MemoryStore("docs")
     embedder = HashingEmbedder(64)
     await store.open(embedder.info, create=True)
-    texts = ["GPU jobs may run for 72 hours.", "The cafeteria opens at eight."]
     chunks = [Chunk(id=f"c{i}", text=t, source=f"s{i}", index=i) for i, t in enumerate(texts)]
     await store.upsert(chunks, await embedder.embed_documents(texts))
+    return store, embedder
+
+
+async def test_irrelevant_query_gets_no_hits_through_the_gate():
+    store, embedder = await _store_with(["GPU jobs may run for 72 hours.", "The cafeteria opens at eight."])
     retriever = Retriever(store, embedder, RetrievalSettings(min_score=0.9))
     assert [h.chunk.id for h in await retriever.search("GPU jobs run hours", 2)] == ["c0"]
     assert await retriever.search("zebra migration patterns", 2) == []
@@ -131,9 +136,7 @@ async def test_the_gate_reads_coverage_from_the_stores_index_and_analyses_no_chu
     embedder = HashingEmbedder(64)
     results = []
     for reads_index in (True, False):
-        store = MemoryStore("docs")
-        await store.open(embedder.info, create=True)
-        await store.upsert(chunks, await embedder.embed_documents(texts))
+        store, _ = await _store_with(texts)
         searched = store if reads_index else _WithoutTokens(store)  # as Milvus: no tokens to read
         assert isinstance(searched, TermCoverage) is reads_index
         retriever = Retriever(searched, embedder, settings)  # type: ignore[arg-type]
@@ -153,12 +156,8 @@ async def test_the_gate_reads_coverage_from_the_stores_index_and_analyses_no_chu
 async def test_a_store_failing_to_read_coverage_leaves_the_gate_to_analyse_the_chunks(caplog):
     from rag.errors import UpstreamError
 
-    store = MemoryStore("docs")
-    embedder = HashingEmbedder(64)
-    await store.open(embedder.info, create=True)
     texts = ["GPU 작업은 최대 72시간 동안 실행할 수 있습니다.", "구내식당은 여덟 시에 문을 엽니다."]
-    chunks = [Chunk(id=f"c{i}", text=t, source=f"s{i}", index=i) for i, t in enumerate(texts)]
-    await store.upsert(chunks, await embedder.embed_documents(texts))
+    store, embedder = await _store_with(texts)
     settings = RetrievalSettings(tokenizer="kiwi", min_score=2.0, min_lexical_coverage=0.5)
     expected = [h.chunk.id for h in await Retriever(store, embedder, settings).search("GPU 작업 최대 시간", 2)]
 
