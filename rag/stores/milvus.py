@@ -28,7 +28,14 @@ import numpy as np
 from rag.errors import ConfigError, InvalidRequest, RagError, UpstreamError, UpstreamTimeout, UpstreamUnavailable
 from rag.lexical.fusion import fuse_lexical
 from rag.lexical.index import BM25_B, BM25_K1
-from rag.lexical.tokens import bigram_tokens, hangul_fusion, lexical_text, make_batch_tokenizer, make_tokenizer
+from rag.lexical.tokens import (
+    bigram_tokens,
+    coverage,
+    hangul_fusion,
+    lexical_text,
+    make_batch_tokenizer,
+    make_tokenizer,
+)
 from rag.stores import lock
 from rag.stores.common import (
     batched,
@@ -511,7 +518,6 @@ class MilvusStore:
         client = self._opened()
         if not self._has_lex or tokenizer != self._lex_tokenizer or not chunks:
             return {}
-        wanted = set(query_tokens)
         asked = {c.id: c for c in chunks}
         fields = ["id", "title", "section", "text", "lex"]
         out: dict[str, float] = {}
@@ -524,7 +530,7 @@ class MilvusStore:
                     continue
                 if len(lex) * 4 > _VARCHAR["lex"] and len(lex.encode("utf-8")) > _VARCHAR["lex"] - 256:
                     continue  # near the limit: _lex may have cut the tokens
-                out[c.id] = len(wanted & set(lex.split(" "))) / len(wanted) if wanted else 0.0
+                out[c.id] = coverage(query_tokens, lex.split(" "))
         return out
 
     async def get(self, ids: Sequence[str]) -> list[Chunk]:
