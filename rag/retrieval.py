@@ -212,6 +212,8 @@ class Retriever:
         self.embedder = embedder
         self.settings = settings
         self.reranker = reranker
+        # The store, where the gate reads coverage from it (a runtime protocol check, done once, not per query).
+        self._coverage = store if isinstance(store, TermCoverage) else None
         self.tokenize = make_tokenizer(settings.tokenizer)
         self.tokenize_many = make_batch_tokenizer(settings.tokenizer)
         self._tokens = TokenCache(lambda texts: self.tokenize_many(texts), TOKEN_CACHE_CHUNKS)
@@ -227,9 +229,9 @@ class Retriever:
         does not hold) tokenised in one batch off the event loop.
         """
         todo = [h.chunk for h in hits if not self._dense_passes(ranked, h) and h.chunk not in ranked.covered]
-        if todo and isinstance(self.store, TermCoverage):
+        if todo and self._coverage is not None:
             try:
-                got = await self.store.term_coverage(self.settings.tokenizer, ranked.query_tokens, todo)
+                got = await self._coverage.term_coverage(self.settings.tokenizer, ranked.query_tokens, todo)
             except RagError as e:  # the same answer comes from analysing the chunks here
                 log.warning("reading term coverage from the store failed (%s); analysing the candidates", e)
                 got = {}
@@ -325,7 +327,7 @@ class Retriever:
         window = max(4 * k, 20)
         # A store that keeps tokens is read once for the whole window; the analyser works in small blocks,
         # as the scan often ends early.
-        block = window if isinstance(self.store, TermCoverage) else GATE_BLOCK
+        block = window if self._coverage is not None else GATE_BLOCK
         ready = 0  # candidates before this one have their coverage prepared
         for i, hit in enumerate(ranked.hits):
             source = hit.chunk.source
