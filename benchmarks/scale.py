@@ -447,6 +447,7 @@ if __name__ == "__main__":
         # A merged result was measured by several commands: the page names each.
         commands = [*commands_before, command()]
         settings["sizes"] = ", ".join(sorted(sizes, key=lambda k: sizes[k]["n"]))
+        settings["stores"] = ", ".join(s for s in STORES if any(s in size["stores"] for size in sizes.values()))
         run = {
             "machine": machine(),
             "commands": commands,

@@ -124,6 +124,8 @@ def test_the_benchmark_measures_every_store_and_the_service_and_writes_its_page(
     assert merged["sizes"]["600"]["stores"]["chroma"]["search"]["queries"] == 4
     assert "300->600" in merged["per_million"]["chroma"]["marginal"]
     assert merged["service"]["n"] == 300
+    # The merged page's settings name every store its rows show, not only the last command's.
+    assert merged["settings"]["stores"] == "memory, milvus, chroma"
 
 
 def test_an_unknown_store_is_refused_with_the_known_ones(tmp_path: Path) -> None:
