@@ -13,8 +13,9 @@ own too (build, save, load, memory, queries). ``--service``: at the largest size
 calls it makes (``benchmarks/scaling/service.py``).
 
 ``--merge`` keeps the results of an earlier run's JSON for the sizes and stores not run again, so sizes can
-be run one at a time. Every figure is reported with the machine, command and settings, per size and per
-million chunks.
+be run one at a time. ``--resume`` reuses ``--work``'s corpus and finished measurements; with a smaller
+``--queries`` than the size was prepared with, the measurements still to make use the first that many.
+Every figure is reported with the machine, command and settings, per size and per million chunks.
 """
 
 from __future__ import annotations
@@ -197,7 +198,7 @@ def worker(mode: str, name: str, size_dir: Path, rounds: int, timeout_s: float, 
 def exact_top10(spec: dict[str, Any]) -> dict[str, list[list[str]]]:
     """Brute-force top-10 per selectivity and query: numpy cosine over the admitted chunks (the memory store's)."""
     vectors = np.load(spec["vectors"], mmap_mode="r")
-    qvec = np.load(spec["query_vectors"])
+    qvec = corpus.spec_queries(spec)[1]
     n = spec["n"]
     out: dict[str, list[list[str]]] = {}
     step = {1: 100, 10: 10, 100: 1}
@@ -275,6 +276,14 @@ def run_size(n: int, pool: corpus.Pool, args: argparse.Namespace, ident: tuple[s
     size_dir = args.work / label(n)
     if args.resume and (size_dir / "spec.json").is_file():
         spec = json.loads((size_dir / "spec.json").read_text(encoding="utf-8"))
+        # A resumed size may measure fewer queries than it was prepared with: the first --queries of them.
+        prepared = len(json.loads(Path(spec["queries"]).read_text(encoding="utf-8")))
+        if args.queries > prepared and args.questions is None:
+            raise SystemExit(
+                f"--resume: {size_dir} was prepared with {prepared} queries; --queries {args.queries} asks for more"
+            )
+        spec["query_count"] = min(args.queries, prepared)
+        (size_dir / "spec.json").write_text(json.dumps(spec, indent=1), encoding="utf-8")
     else:
         if size_dir.exists():
             shutil.rmtree(size_dir)

@@ -201,6 +201,13 @@ def query_texts(pool: Pool, n: int, seed: int, count: int) -> list[tuple[int, st
     return out[:count]
 
 
+def spec_queries(spec: dict[str, Any]) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """A size's queries and their vectors: the first ``spec["query_count"]`` of those prepared (default all)."""
+    rows = json.loads(Path(spec["queries"]).read_text(encoding="utf-8"))
+    count = spec.get("query_count", len(rows))
+    return rows[:count], np.load(spec["query_vectors"])[:count]
+
+
 def generated_query_vectors(seed: int, centres: np.ndarray, clusters: list[int]) -> np.ndarray:
     """A vector around each query's source cluster centre, drawn as the chunks' vectors are."""
     rng = np.random.default_rng(seed + 3)

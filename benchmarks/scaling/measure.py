@@ -182,8 +182,7 @@ async def timed_searches(spec: dict[str, Any], store: Any, settings: Any, rounds
     """
     from rag.retrieval import Retriever, route
 
-    queries = json.loads(Path(spec["queries"]).read_text(encoding="utf-8"))
-    qvec = np.load(spec["query_vectors"])
+    queries, qvec = corpus.spec_queries(spec)
     table = {q["text"]: qvec[i] for i, q in enumerate(queries)}
     retriever = Retriever(store, TableEmbedder(info_of(spec), table), settings.retrieval)
     depth, k = settings.retrieval.candidates, 10
@@ -351,7 +350,7 @@ async def lexical_run(mode: str, spec: dict[str, Any], rounds: int) -> dict[str,
     result["build_s"] = round(time.perf_counter() - t, 2)
     gc.collect()
     result["memory_open"] = memory_mb()
-    queries = json.loads(Path(spec["queries"]).read_text(encoding="utf-8"))
+    queries = corpus.spec_queries(spec)[0]
     depth = load().retrieval.candidates
     out = {}
     for sel, flt in corpus.SELECTIVITIES.items():

@@ -25,6 +25,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.scaling import corpus
+
 REPO = Path(__file__).resolve().parents[2]
 
 # The in-process side: reads a command per line ("search", "calls", "chat", "quit"), answers JSON seconds.
@@ -133,7 +135,7 @@ def service_run(size_dir: Path, store: str, rounds: int, base_env: dict[str, str
     own = size_dir / f"{store}-inproc"
     shutil.rmtree(own, ignore_errors=True)
     shutil.copytree(folder, own)
-    queries = [q["text"] for q in json.loads(Path(spec["queries"]).read_text(encoding="utf-8"))][:limit]
+    queries = [q["text"] for q in corpus.spec_queries(spec)[0]][:limit]
     qfile = size_dir / "service-queries.json"
     qfile.write_text(json.dumps(queries, ensure_ascii=False), encoding="utf-8")
     port = _port()

@@ -111,7 +111,7 @@ def test_the_benchmark_measures_every_store_and_the_service_and_writes_its_page(
 
     # A later run of one size and store keeps what the first measured of the others.
     again = run("--corpus", docs, "--sizes", "600", "--stores", "chroma", "--no-lexical", "--queries", "4",
-                "--real-max", "0",
+                "--real-max", "0", "--keep",
                 "--rounds", "1", "--work", tmp_path / "work", "--merge", "--out", out)  # fmt: skip
     assert again.returncode == 0, again.stderr[-3000:]
     merged = json.loads(out.read_text(encoding="utf-8"))
@@ -126,6 +126,19 @@ def test_the_benchmark_measures_every_store_and_the_service_and_writes_its_page(
     assert merged["service"]["n"] == 300
     # The merged page's settings name every store its rows show, not only the last command's.
     assert merged["settings"]["stores"] == "memory, milvus, chroma"
+
+    # Resumed with fewer queries: the ingest is taken as it was, a measurement not yet made uses the first 2.
+    (tmp_path / "work" / "600" / "chroma.search.json").unlink()
+    resumed = run("--corpus", docs, "--sizes", "600", "--stores", "chroma", "--no-lexical", "--queries", "2",
+                  "--rounds", "1", "--work", tmp_path / "work", "--keep", "--resume", "--merge",
+                  "--out", out)  # fmt: skip
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    chroma = json.loads(out.read_text(encoding="utf-8"))["sizes"]["600"]["stores"]["chroma"]
+    assert chroma["search"]["queries"] == 2
+    assert chroma["ingest"] == merged["sizes"]["600"]["stores"]["chroma"]["ingest"]
+    more = run("--corpus", docs, "--sizes", "600", "--stores", "chroma", "--queries", "9", "--work", tmp_path / "work",
+               "--resume", "--out", tmp_path / "more.json")  # fmt: skip
+    assert more.returncode != 0 and "prepared with 4 queries" in more.stderr
 
 
 def test_an_unknown_store_is_refused_with_the_known_ones(tmp_path: Path) -> None:
