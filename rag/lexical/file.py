@@ -148,8 +148,16 @@ class IndexFile:
         db.execute("COMMIT")
 
     def meta(self) -> dict[str, str]:
-        """The file's ``meta`` table (format, tokenizer)."""
+        """The file's ``meta`` table (format, tokenizer, and the store's ``synced`` token when one is recorded)."""
         return dict(self.connect().execute("SELECT key, value FROM meta").fetchall())
+
+    def set_meta(self, key: str, value: str | None) -> None:
+        """Record one ``meta`` entry (None removes it), in a transaction of its own."""
+        with self.transaction() as db:
+            if value is None:
+                db.execute("DELETE FROM meta WHERE key = ?", (key,))
+            else:
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
 
     def token_ids(self, db: sqlite3.Connection, tokens: Iterable[str], add: bool) -> dict[str, int]:
         """Ids of tokens, inside a transaction; ``add`` assigns ids to new ones, otherwise unknown ones are left out."""
@@ -193,12 +201,8 @@ class IndexFile:
         db.executemany("DELETE FROM chunks WHERE id = ?", [(i,) for i in ids])
 
     def rows(self) -> Iterator[tuple[Any, ...]]:
-        """Every chunk's fields and token blob, in the order the chunks were first written (no text)."""
-        yield from self.connect().execute(f"SELECT {_FIELDS}, tokens FROM chunks ORDER BY seq")
-
-    def bigram_rows(self) -> Iterator[tuple[str, bytes | None]]:
-        """Every chunk's id and bigram blob."""
-        yield from self.connect().execute("SELECT id, bigrams FROM chunks")
+        """Every chunk's fields, token blob and bigram blob, in the order the chunks were first written (no text)."""
+        yield from self.connect().execute(f"SELECT {_FIELDS}, tokens, bigrams FROM chunks ORDER BY seq")
 
     def chunks(self, ids: Sequence[str]) -> dict[str, Chunk]:
         """Whole chunks (with text) by id; ids the file lacks are left out."""

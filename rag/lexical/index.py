@@ -52,6 +52,8 @@ _LEGACY_FORMAT = 3  # the JSON file this version converts
 # Filter masks kept per index (one per distinct caller ACL / filter, oldest dropped first).
 _MASK_CACHE = 64
 _LOAD_BATCH = 10_000
+# The meta entry in which a store records the state of its own index that this file matches (see synced()).
+_SYNCED = "synced"
 _META_FIELDS = tuple(
     f.name for f in dataclasses.fields(Chunk) if f.name != "text"
 )  # rows turned into filter columns at a time while loading
@@ -103,7 +105,7 @@ class LexicalIndex:
         self._tok_fp = np.zeros(0, np.int64)
         self._meta_fp = np.zeros(0, np.int64)
         self._postings = Postings(BM25_K1, BM25_B)
-        self._bigrams: Postings | None = None  # built on the first Korean query of a kiwi index
+        self._bigrams = Postings(BM25_K1, BM25_B) if self._fuses else None  # Korean queries fuse them in
         self._columns = Columns()
         self._masks: dict[tuple[Any, ...], np.ndarray] = {}
 
@@ -125,6 +127,7 @@ class LexicalIndex:
             return True
         try:
             found = self._file.meta()
+            found.pop(_SYNCED, None)
             usable = found == self._meta()
             if not usable:
                 if found:
@@ -136,6 +139,30 @@ class LexicalIndex:
             usable = False
         self._checked = True
         return usable
+
+    def synced(self) -> str | None:
+        """The token a store last recorded with :meth:`set_synced`, or None (never, or cleared since)."""
+        with self._lock:
+            try:
+                if not self._open():
+                    return None
+                return self._file.meta().get(_SYNCED)
+            except sqlite3.Error as e:
+                raise self._failed("reading", e) from e
+
+    def set_synced(self, token: str | None) -> None:
+        """Record that the file matches the store's state ``token`` (None: it may not, from here on).
+
+        The store clears it before it changes anything and records a new token once the index and the
+        store hold the same chunks again, so a crash in between leaves it cleared and the next open
+        reconciles the two; a file emptied or rebuilt (another tokeniser, unreadable) loses it too.
+        """
+        with self._lock:
+            try:
+                self._open()
+                self._file.set_meta(_SYNCED, token)
+            except sqlite3.Error as e:
+                raise self._failed("writing", e) from e
 
     def _failed(self, what: str, e: sqlite3.Error) -> RagError:
         return RagError(f"lexical index {self.path or '(in memory)'}: {what} failed: {e}")
@@ -242,8 +269,8 @@ class LexicalIndex:
             try:
                 self._open()
                 rankings = [self._ranked(self._postings, tokens, k, flt)]
-                if hangul_fusion(self.tokenizer_name, query):
-                    rankings.append(self._ranked(self._bigram_postings(), bigram_tokens(query), k, flt))
+                if self._bigrams is not None and hangul_fusion(self.tokenizer_name, query):
+                    rankings.append(self._ranked(self._bigrams, bigram_tokens(query), k, flt))
                 found = self._file.chunks([self._ids[s] or "" for r in rankings for s, _ in r])
             except sqlite3.Error as e:
                 raise self._failed("searching", e) from e
@@ -309,19 +336,6 @@ class LexicalIndex:
             cand, got = cand[keep], got[keep]
         top = np.argsort(-got, kind="stable")[:k]
         return [(int(cand[i]), float(got[i])) for i in top]
-
-    def _bigram_postings(self) -> Postings:
-        """BM25 over character bigrams of the same chunks, read from the file on first use."""
-        if self._bigrams is None:
-            pages: list[tuple[np.ndarray, ...]] = []
-            rows = self._file.bigram_rows()
-            while page := list(islice(rows, _LOAD_BATCH)):
-                mine = [(self._slot[cid], blob) for cid, blob in page if cid in self._slot and blob is not None]
-                pages.append((np.array([s for s, _ in mine], np.int64), *decode_many([b for _, b in mine])))
-            bigrams = Postings(BM25_K1, BM25_B)
-            bigrams.load(*_joined(pages))
-            self._bigrams = bigrams
-        return self._bigrams
 
     # --- persistence -------------------------------------------------------------------------------
 
@@ -399,15 +413,24 @@ class LexicalIndex:
         return usable
 
     def _read(self) -> None:
-        """Every row's token ids and filter fields into memory (not the texts), a page of rows at a time."""
+        """Every row's token ids, bigram ids and filter fields into memory (not the texts), a page at a time.
+
+        The bigram postings are read in the same pass (one scan of the file), so no Korean query pays for them.
+        """
         pages: list[tuple[np.ndarray, ...]] = []
+        bigram_pages: list[tuple[np.ndarray, ...]] = []
         rows = self._file.rows()
         while page := list(islice(rows, _LOAD_BATCH)):
             slots = self._place([chunk_of(row) for row in page])
             blobs = [row[12] for row in page]
             self._tok_fp[slots] = [hash(b) for b in blobs]
             pages.append((np.asarray(slots, np.int64), *decode_many(blobs)))
+            if self._bigrams is not None:
+                mine = [(s, row[13]) for s, row in zip(slots, page, strict=True) if row[13] is not None]
+                bigram_pages.append((np.array([s for s, _ in mine], np.int64), *decode_many([b for _, b in mine])))
         self._postings.load(*_joined(pages))
+        if self._bigrams is not None:
+            self._bigrams.load(*_joined(bigram_pages))
 
     def _place(self, chunks: list[Chunk]) -> list[int]:
         slots = [self._take_slot(c.id) for c in chunks]

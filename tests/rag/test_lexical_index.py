@@ -278,6 +278,36 @@ def test_a_file_built_with_another_tokenizer_is_emptied_and_rebuilt(tmp_path: Pa
     assert not LexicalIndex("word", path).load()
 
 
+def test_the_synced_token_survives_a_reload_and_goes_with_a_rebuild(tmp_path: Path):
+    path = tmp_path / "lex.sqlite3"
+    index = LexicalIndex("kiwi", path)
+    index.upsert(corpus(20, seed=8))
+    index.set_synced("m1")
+    index.close()
+    again = LexicalIndex("kiwi", path)
+    assert again.load() and len(again) == 20  # a recorded token does not make the file look foreign
+    assert again.synced() == "m1"
+    again.set_synced(None)
+    assert LexicalIndex("kiwi", path).synced() is None
+    again.set_synced("m2")
+    other = LexicalIndex("word", path)
+    assert not other.load() and other.synced() is None  # emptied for another tokeniser: it matches nothing
+
+
+def test_korean_queries_after_a_reload_rank_as_before_it(tmp_path: Path):
+    path = tmp_path / "lex.sqlite3"
+    index = LexicalIndex("kiwi", path)
+    chunks = corpus(200, seed=9)
+    index.upsert(chunks)
+    korean = [c for c in chunks if any("\uac00" <= ch <= "\ud7a3" for ch in c.text)]
+    query = " ".join(korean[0].text.split()[:3])
+    assert hangul_fusion("kiwi", query)
+    before = [(h.chunk.id, h.score) for h in index.search(query, 10)]
+    again = LexicalIndex("kiwi", path)
+    again.load()
+    assert before and [(h.chunk.id, h.score) for h in again.search(query, 10)] == before
+
+
 def test_every_batch_is_committed_without_save(tmp_path: Path):
     path = tmp_path / "lex.sqlite3"
     index = LexicalIndex("word", path)
