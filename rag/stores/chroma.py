@@ -130,6 +130,8 @@ class ChromaStore:
         self._check_s = check_s
         self._meta: dict[str, Any] = {}
         self._seen: Any = None  # the change marker the lexical index was last reconciled at
+        self._dirty = False  # the lexical file's synced token was cleared for a write (see _changing)
+        self._write_failed = False  # a write of this session raised: the next open reconciles
         self._sync_lock: asyncio.Lock | None = None
         self._client: Any = None
         self._col: Any = None
@@ -225,14 +227,33 @@ class ChromaStore:
             check_embedder(self._name, meta.get(_EMBEDDER_ID), None if dim is None else int(dim), embedder)
             self._col, self._dim, self._meta = col, embedder.dim, meta
             self._sync_lock = asyncio.Lock()
-            await asyncio.to_thread(self._lex.load)
-            await self._sync_lexical(meta.get(_MARKER))
-            await asyncio.to_thread(self._lex.save)
+            self._dirty = self._write_failed = False
+            await self._open_lexical(col, meta.get(_MARKER))
         except BaseException:
             # Not opened: keep no client, and no lock that would shut other processes out for nothing.
             await self._disconnect()
             raise
         log.info("opened Chroma collection %s at %s", self._name, self._where)
+
+    async def _open_lexical(self, col: Any, marker: Any) -> None:
+        """Load the lexical index; reconcile it with the collection unless it provably matches already.
+
+        It matches when its file records the collection's current change marker as synced and holds as
+        many chunks: embedded, this store sets a new marker when it closes after writing and records it in
+        the file (cleared before the first write), so only a crash, a failed write or another program in
+        between leads to the full scan. Embedded collections without a marker get one here.
+        """
+        loaded = await asyncio.to_thread(self._lex.load)
+        synced = await asyncio.to_thread(self._lex.synced) if loaded else None
+        if marker is not None and synced == marker and int(await self._call(col.count)) == len(self._lex):
+            self._seen = marker
+            self._lex_checked = time.monotonic()
+            log.info("lexical index of %s matches the collection (%d chunks)", self._name, len(self._lex))
+            return
+        if marker is None and self._lock_dir is not None:
+            marker = await self._new_marker()
+        await self._sync_lexical(marker)
+        await asyncio.to_thread(self._lex.save)
 
     async def _sync_lexical(self, marker: Any) -> None:
         """Reconcile the lexical index with the collection by id.
@@ -262,6 +283,9 @@ class ChromaStore:
             log.info("lexical index of %s: %d chunks (re)read, %d removed", self._name, len(fetch), len(extra))
         self._seen = marker
         self._lex_checked = time.monotonic()
+        if marker is not None:
+            await asyncio.to_thread(self._lex.set_synced, str(marker))
+            self._dirty = False
 
     async def _refresh_lexical(self) -> None:
         """On a Chroma server, reconcile the lexical index when the change marker moved (checked every check_s)."""
@@ -285,11 +309,34 @@ class ChromaStore:
         write the same next value.
         """
         if self._lock_dir is not None:
-            return  # embedded: the lock keeps every other process out
+            return  # embedded: the lock keeps every other process out; close() sets the marker
+        await self._new_marker()
+
+    async def _new_marker(self) -> str:
+        """Set a new change marker in the collection's metadata and return it."""
         token = f"{time.time_ns():x}-{os.getpid()}-{secrets.token_hex(4)}"
         # modify() replaces the whole metadata, so the embedder record goes with it.
         self._meta = {**self._meta, _MARKER: token}
         await self._call(self._opened().modify, metadata=dict(self._meta))
+        return token
+
+    async def _changing(self) -> None:
+        """Before a write: the lexical file stops claiming to match the collection (a crash from here reconciles)."""
+        if not self._dirty:
+            await asyncio.to_thread(self._lex.set_synced, None)
+            self._dirty = True
+
+    async def _written(self, result: BaseException | None) -> None:
+        """After a write, whether or not it failed: a server's marker moves, as part of it may have landed."""
+        if result is None:
+            await self._mark_changed()
+            return
+        self._write_failed = True
+        try:
+            await self._mark_changed()
+        except RagError as e:  # the write's own error is the one to raise
+            log.warning("could not set the change marker of %s after a failed write: %s", self._name, e)
+        raise result
 
     async def upsert(self, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
         """Insert or replace chunks by id, in batches under Chroma's limit."""
@@ -312,19 +359,22 @@ class ChromaStore:
         # lexical hit is re-read from Chroma) and the next open reconciles the two by id.
         # Both are awaited before an error of either is raised, so no write is still running when the caller
         # goes on (or closes the store).
+        await self._changing()
         lexical = asyncio.to_thread(self._lex.upsert, chunks)
-        for result in await asyncio.gather(write_vectors(), lexical, return_exceptions=True):
-            if isinstance(result, BaseException):
-                raise result
-        await self._mark_changed()
+        results = await asyncio.gather(write_vectors(), lexical, return_exceptions=True)
+        await self._written(next((r for r in results if isinstance(r, BaseException)), None))
 
     async def delete(self, ids: Sequence[str]) -> None:
         """Remove chunks by id; unknown ids are ignored."""
         col = self._opened()
-        for part in batched(list(ids), self._max_batch):
-            await self._call(col.delete, ids=list(part))
-        self._lex.delete(ids)
-        await self._mark_changed()
+        await self._changing()
+        try:
+            for part in batched(list(ids), self._max_batch):
+                await self._call(col.delete, ids=list(part))
+            self._lex.delete(ids)
+        except BaseException as e:
+            await self._written(e)
+        await self._written(None)
 
     async def _ids(self, where: dict[str, Any] | None) -> list[str]:
         col = self._opened()
@@ -472,9 +522,16 @@ class ChromaStore:
         self._lex.remove()
 
     async def close(self) -> None:
-        """Save the lexical index, close the client and, embedded, give the directory's lock back."""
+        """Save the lexical index, close the client and, embedded, give the directory's lock back.
+
+        Embedded, after writes that all succeeded: a new change marker, recorded in the lexical file as
+        synced, so the next open need not reconcile the two by a scan of the collection.
+        """
         try:
             if self._col is not None:
+                if self._lock_dir is not None and self._dirty and not self._write_failed:
+                    await asyncio.to_thread(self._lex.set_synced, await self._new_marker())
+                    self._dirty = False
                 await asyncio.to_thread(self._lex.save)
         finally:
             self._lex.close()
