@@ -249,8 +249,9 @@ def figures(name: str, n: int, ingest: dict[str, Any], search: dict[str, Any]) -
         row["ingest_chunks_per_s"] = ingest["ingest"]["chunks_per_s"]
         row["ingest_wall_s"] = ingest["ingest"]["wall_s"]
         row["per_million"]["ingest_s"] = per_million(n, ingest["ingest"]["upsert_s"])
-    if "open_s" in search:
-        row["open_s"] = search["open_s"]
+    for key in ("open_s", "reconcile_open_s"):
+        if key in search:
+            row[key] = search[key]
     row["search"] = {
         sel: {kind: {"p50_ms": v["p50_ms"], "p99_ms": v["p99_ms"]} for kind, v in kinds.items() if isinstance(v, dict)}
         for sel, kinds in search.get("searches", {}).items()
