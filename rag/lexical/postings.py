@@ -39,8 +39,13 @@ class _CSR:
 
     @staticmethod
     def build(tokens: np.ndarray, slots: np.ndarray, tf: np.ndarray) -> _CSR:
-        """Group (token, slot, count) triples by token (in any order within a token: a slot holds it once)."""
-        order = np.argsort(tokens)
+        """Group (token, slot, count) triples by token (in any order within a token: a slot holds it once).
+
+        A stable sort: the triples arrive document by document, each document's tokens ascending, and those runs
+        make timsort 3x faster than numpy's default introsort; a radix sort when the ids fit 16 bits.
+        """
+        keys = tokens.astype(np.uint16) if len(tokens) and int(tokens.max()) < 1 << 16 else tokens
+        order = np.argsort(keys, kind="stable")
         counts = np.bincount(tokens, minlength=1)
         indptr = np.zeros(len(counts) + 1, np.int64)
         np.cumsum(counts, out=indptr[1:])
@@ -106,8 +111,13 @@ class Postings:
         tokens = np.concatenate([d[0] for d in docs])
         self.add_flat(np.asarray(slots, np.int64), sizes, tokens, np.concatenate([d[1] for d in docs]))
 
-    def add_flat(self, slots: np.ndarray, sizes: np.ndarray, tokens: np.ndarray, counts: np.ndarray) -> None:
-        """:meth:`add` with the documents' token ids and counts laid end to end, ``sizes[i]`` for slot ``slots[i]``."""
+    def add_flat(
+        self, slots: np.ndarray, sizes: np.ndarray, tokens: np.ndarray, counts: np.ndarray, fold: bool = True
+    ) -> None:
+        """:meth:`add` with the documents' token ids and counts laid end to end, ``sizes[i]`` for slot ``slots[i]``.
+
+        ``fold=False`` leaves a large batch pending (the caller builds the base from it next).
+        """
         if not len(slots):
             return
         self._serial += 1
@@ -127,7 +137,7 @@ class Postings:
             np.add.at(self._df, tokens, 1)
         self._pending.append((self._serial, tokens, slots[doc].astype(np.int32), tf))
         self._pending_postings += len(tokens)
-        if self._pending_postings > _PENDING_MAX:
+        if fold and self._pending_postings > _PENDING_MAX:
             self._fold()  # a writer that never searches (the ingester) keeps compact postings too
 
     def remove(self, slots: Sequence[int], tokens: Sequence[np.ndarray | None]) -> None:
@@ -154,7 +164,7 @@ class Postings:
         """Replace everything by these documents (laid out as for :meth:`add_flat`), straight into the base."""
         self._reset()
         if len(slots):
-            self.add_flat(slots, sizes, tokens, counts)
+            self.add_flat(slots, sizes, tokens, counts, fold=False)  # one sort, into the base
             self._fold(merge=True)
 
     # --- building -----------------------------------------------------------------------------------

@@ -180,3 +180,25 @@ async def test_a_failed_write_leaves_the_file_unsynced_so_the_next_open_reconcil
         assert (await again.search_text("cafeteria", 1))[0].chunk == chunks[1]
     finally:
         await again.close()
+
+
+async def test_scans_read_every_page_of_a_collection_larger_than_one(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import rag.stores.chroma as chroma
+
+    monkeypatch.setattr(chroma, "_SCAN_PAGE", 2)
+    url = f"chroma://{tmp_path}/chroma"
+    chunks = [make_chunk(f"Note {word} about the cluster.", index=i) for i, word in enumerate("abcde")]
+    store = make_store(settings_for(url, "docs"))
+    await store.open(INFO, create=True)
+    await store.upsert(chunks, unit_vectors(len(chunks), DIM, seed=8))
+    assert await store.sources() == {chunks[0].source: 5}
+    assert await store.count(Filter(groups=("public",))) == 5
+    await store.close()
+    for suffix in ("", "-wal", "-shm"):  # the lexical file is lost: open rebuilds it from every page
+        Path(f"{tmp_path / 'chroma-lexical' / 'docs.sqlite3'}{suffix}").unlink(missing_ok=True)
+    again = make_store(settings_for(url, "docs"))
+    await again.open(INFO, create=False)
+    try:
+        assert again._lex.ids() == {c.id for c in chunks}  # type: ignore[attr-defined]
+    finally:
+        await again.close()
