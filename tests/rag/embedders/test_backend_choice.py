@@ -127,14 +127,24 @@ def settings_for(data: Path, backend: str | None):
     return load(data_dir=data, store={"url": f"chroma://{data}/chroma"}, embed=embed)
 
 
-async def test_auto_follows_the_precision_of_a_collection_built_with_fp32(tmp_path: Path) -> None:
+@pytest.mark.parametrize("bf16", [True, False], ids=["cpu-with-bf16", "cpu-without-bf16"])
+async def test_auto_follows_the_precision_of_a_collection_built_at_another_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, bf16: bool
+) -> None:
     from ingest.worker import ingest_source
 
+    # Both kinds of CPU on any machine: the probe's candidates follow native_bf16() (bf16 is emulated, slowly
+    # but with the same numbers, where the CPU lacks it). The collection is built at a precision the probe
+    # does not pick: fp32 where it picks bf16, int8 where it picks an fp32 backend (onnx or torch).
+    monkeypatch.setattr(probe, "native_bf16", lambda: bf16)
+    picked = probe.candidates("cpu")[0]
+    built_with = "torch" if probe.PRECISION[picked] != "fp32" else "onnx-int8"
+    precision = probe.PRECISION[built_with]
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "a.md").write_text("# Backups\n\nBackups run nightly at 02:00.\n", encoding="utf-8")
     (docs / "b.md").write_text("# 백업\n\n백업은 매일 밤 2시에 실행됩니다.\n", encoding="utf-8")
-    built = settings_for(tmp_path, "torch")
+    built = settings_for(tmp_path, built_with)
     store, emb = make_store(built), make_embedder(built)
     first = await ingest_source(built, store, emb, str(docs))
     await store.close()
@@ -143,11 +153,12 @@ async def test_auto_follows_the_precision_of_a_collection_built_with_fp32(tmp_pa
     later = settings_for(tmp_path, None)  # the default backend, on the same collection
     store, auto = make_store(later), make_embedder(later)
     assert isinstance(auto, SentenceTransformerEmbedder)
+    assert auto.backend == picked and probe.PRECISION[auto.backend] != precision
     again = await ingest_source(later, store, auto, str(docs))
     hits = await store.search(await auto.embed_query("when do backups run?"), k=1)
     await store.close()
-    assert auto.info.id == MODEL and auto.backend in ("torch", "onnx")  # fp32, as the collection
-    assert "follows the collection" in auto.backend_reason
+    assert auto.info.id == emb.info.id and auto.backend == probe.FOLLOW[precision]
+    assert f"follows the collection, built at {precision} (probe chose {picked})" in auto.backend_reason
     assert again.chunks_embedded == 0 and again.unchanged == 2  # following does not re-embed anything
     assert hits and hits[0].chunk.source.endswith("a.md")
 
